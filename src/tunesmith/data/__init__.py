@@ -1,0 +1,1 @@
+"""Data engine: sources -> canonical types -> mix -> render -> pack."""
