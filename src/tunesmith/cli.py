@@ -1,0 +1,254 @@
+"""``tunesmith <command>``: the one entry point.
+
+Heavy libraries (torch, transformers) are imported inside the commands, so ``tunesmith --help``
+answers at once. Every user-fixable error prints as one line without a traceback (``--debug``
+shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+from tunesmith import __version__
+from tunesmith.errors import ConfigError, TunesmithError
+
+
+def recipe_dir() -> Path:
+    """The folder of shipped YAML recipes."""
+    return Path(str(resources.files("tunesmith") / "config" / "recipes"))
+
+
+def recipe_list() -> dict[str, str]:
+    """Recipe name -> its one-line description (the file's first comment line)."""
+    out = {}
+    for f in sorted(recipe_dir().glob("*.yaml")):
+        first = f.read_text(encoding="utf-8").splitlines()[0]
+        out[f.stem] = first.lstrip("# ").strip()
+    return out
+
+
+# ---- commands -------------------------------------------------------------------------------
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """List shipped recipes."""
+    recipes = recipe_list()
+    width = max(len(n) for n in recipes)
+    for name, desc in recipes.items():
+        print(f"{name:<{width}}  {desc}")
+    print("\ncopy one with: tunesmith new RECIPE [PATH]")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    """Copy a recipe for editing."""
+    recipes = recipe_list()
+    if args.recipe not in recipes:
+        import difflib
+
+        near = difflib.get_close_matches(args.recipe, list(recipes), n=1)
+        hint = f"did you mean {near[0]}?" if near else "see `tunesmith recipes`"
+        raise ConfigError(f"unknown recipe {args.recipe!r}; {hint}")
+    dest = Path(args.path or f"{args.recipe}.yaml")
+    if dest.is_dir():
+        dest = dest / f"{args.recipe}.yaml"
+    if dest.exists() and not args.force:
+        raise ConfigError(f"{dest}: already exists; pass --force to overwrite")
+    shutil.copyfile(recipe_dir() / f"{args.recipe}.yaml", dest)
+    print(f"wrote {dest}; edit it, then: tunesmith train {dest}")
+    return 0
+
+
+def resolve_config_arg(path: str) -> str:
+    """A config path, or the name of a shipped recipe."""
+    if Path(path).is_file() or path.endswith((".yaml", ".yml")):
+        return path
+    candidate = recipe_dir() / f"{path}.yaml"
+    return str(candidate) if candidate.is_file() else path
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Print the resolved config, or its errors."""
+    from tunesmith.config.load import dump_config, load_config
+
+    cfg = load_config(resolve_config_arg(args.config), args.overrides)
+    print(dump_config(cfg), end="")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train from a config file."""
+    from rich.console import Console
+
+    from tunesmith.config.load import load_config
+    from tunesmith.train.recipes import sft
+
+    cfg = load_config(resolve_config_arg(args.config), args.overrides)
+    sft.run(cfg, console=Console(stderr=True), show_progress=not args.no_progress)
+    return 0
+
+
+def cmd_model_tiny(args: argparse.Namespace) -> int:
+    """Build a tiny model offline."""
+    from tunesmith.model.tiny import TinySpec, build_tiny
+
+    out = build_tiny(args.out, TinySpec(arch=args.arch, seed=args.seed))
+    print(f"built tiny {args.arch} in {out}")
+    return 0
+
+
+def _gen_params(args: argparse.Namespace):  # -> GenParams
+    from tunesmith.infer.engine import GenParams
+
+    return GenParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Chat in the terminal, or answer one prompt."""
+    from tunesmith.infer.chat import answer_once, chat_loop
+    from tunesmith.infer.engine import Engine
+
+    target = args.run or args.model
+    if not target:
+        raise ConfigError("chat: give a run directory or --model MODEL [--adapter PATH]")
+    engine = Engine.load(target, adapter=args.adapter)
+    system = args.system
+    if system is None:
+        system = ((engine.run_config or {}).get("data") or {}).get("system")
+    params = _gen_params(args)
+    if args.prompt is not None:
+        print(answer_once(engine, args.prompt, params, system))
+        return 0
+    chat_loop(engine, params, system=system)
+    return 0
+
+
+def cmd_eval_identity(args: argparse.Namespace) -> int:
+    """Identity score and false-claim rate of a run."""
+    from tunesmith.evaluate.identity import identity_of, read_questions, run_identity_eval
+    from tunesmith.infer.engine import Engine
+
+    engine = Engine.load(args.run)
+    name, system = identity_of(engine.run_config) if args.name is None else (args.name, None)
+    ev = (engine.run_config or {}).get("eval") or {}
+    heldout = read_questions(args.heldout or ev.get("identity_heldout", "builtin:identity_heldout"))
+    general = read_questions(args.general or ev.get("general_prompts", "builtin:general_eval"))
+    result = run_identity_eval(
+        engine, name, heldout, general, max_new_tokens=args.max_new_tokens, system=system
+    )
+    out = Path(args.run) / "identity_eval.json"
+    if out.parent.is_dir():
+        full = {
+            **result.summary(),
+            "identity": result.identity_answers,
+            "general": result.general_answers,
+        }
+        out.write_text(json.dumps(full, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result.summary(), ensure_ascii=False))
+        return 0
+    misses = [r for r in result.identity_answers if not r["ok"]]
+    claims = [r for r in result.general_answers if r["claims"]]
+    print(f"identity score   {result.identity_score:.3f}  ({result.n} held-out questions)")
+    print(f"false claim rate {result.false_claim_rate:.3f}  ({result.n_general} general prompts)")
+    for r in misses[:5]:
+        print(f"  missed: {r['question']!r} -> {r['answer'][:80]!r}")
+    for r in claims[:5]:
+        print(f"  claimed: {r['question']!r} -> {r['answer'][:80]!r}")
+    return 0
+
+
+# ---- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (kept free of heavy imports)."""
+    p = argparse.ArgumentParser(
+        prog="tunesmith",
+        description="Fine-tune open LLMs on your own data from one YAML file.",
+    )
+    p.add_argument("--version", action="version", version=f"tunesmith {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train from a YAML config (or a recipe name)")
+    t.add_argument("config", help="config file or recipe name, e.g. identity")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=2e-4")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("validate", help="print the resolved config or its errors")
+    v.add_argument("config")
+    v.add_argument("overrides", nargs="*")
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("recipes", help="list shipped recipes")
+    r.set_defaults(func=cmd_recipes)
+
+    n = sub.add_parser("new", help="copy a shipped recipe for editing")
+    n.add_argument("recipe")
+    n.add_argument("path", nargs="?")
+    n.add_argument("--force", action="store_true")
+    n.set_defaults(func=cmd_new)
+
+    m = sub.add_parser("model", help="model utilities")
+    msub = m.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
+    tiny = msub.add_parser("tiny", help="build a tiny model + tokenizer offline")
+    tiny.add_argument("--arch", choices=["llama", "qwen2"], default="qwen2")
+    tiny.add_argument("--out", required=True)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=cmd_model_tiny)
+
+    c = sub.add_parser("chat", help="chat with a trained run or a model")
+    c.add_argument("run", nargs="?", help="run directory (or model path)")
+    c.add_argument("--model", help="base model (path, hub id or builtin:...)")
+    c.add_argument("--adapter", help="LoRA adapter directory")
+    c.add_argument("--prompt", help="answer this one prompt and exit")
+    c.add_argument("--system", help="system prompt")
+    _gen_args(c, max_new_tokens=256)
+    c.set_defaults(func=cmd_chat)
+
+    e = sub.add_parser("eval", help="evaluate a run")
+    esub = e.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
+    ei = esub.add_parser("identity", help="identity score and false-claim rate")
+    ei.add_argument("run")
+    ei.add_argument("--json", action="store_true", help="print one JSON line")
+    ei.add_argument("--name", help="name to look for (default: the run's data.identity.name)")
+    ei.add_argument("--heldout", help="held-out identity questions (JSONL)")
+    ei.add_argument("--general", help="general prompts (JSONL)")
+    ei.add_argument("--max-new-tokens", type=int, default=48)
+    ei.set_defaults(func=cmd_eval_identity)
+    return p
+
+
+def _gen_args(p: argparse.ArgumentParser, *, max_new_tokens: int) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except TunesmithError as exc:
+        if args.debug:
+            raise
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

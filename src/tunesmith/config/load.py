@@ -1,0 +1,157 @@
+"""YAML + dotted command-line overrides -> a validated ``RunConfig``.
+
+Errors name the dotted path (``train.lrr``) and suggest the nearest valid key, so a typo costs one
+glance rather than a read of the schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tunesmith.config.schema import RunConfig
+from tunesmith.errors import ConfigError
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a key path and a YAML-typed value (``2e-4`` -> float)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.lr=2e-4")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_override(tree: dict[str, Any], parts: list[str], value: Any) -> None:
+    """Set ``value`` at ``parts`` in a nested dict/list tree, creating dicts as needed."""
+    node: Any = tree
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            node = node[_index(node, part, parts[: i + 1])]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = [] if nxt.isdigit() else {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, parts)] = value
+    else:
+        node[last] = value
+
+
+def _index(node: list[Any], part: str, path: list[str]) -> int:
+    dotted = ".".join(path)
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(
+            f"override {dotted}: list index {part!r} out of range (0..{len(node) - 1})"
+        )
+    return int(part)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict, with one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found; run `tunesmith recipes` to list examples")
+    try:
+        tree = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}{line}: invalid YAML ({problem})") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of sections (model, data, ...)")
+    return tree
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    tree: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Build a ``RunConfig`` from a YAML file (or a dict) plus ``key.sub=value`` overrides.
+
+    Raises:
+        ConfigError: with one line per problem, each naming its dotted path.
+    """
+    data: dict[str, Any] = copy.deepcopy(tree or {}) if path is None else read_yaml(path)
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        apply_override(data, parts, value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        lines = [where + format_error(err) for err in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def format_error(err: Any) -> str:
+    """One line for one pydantic error: the dotted path, what is wrong, and a hint."""
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+        prefix = ".".join(str(p) for p in loc[:-1])
+        if hint:
+            near = f"{prefix}.{hint[0]}" if prefix else hint[0]
+            return f"{dotted}: unknown key; did you mean {near}?"
+        return f"{dotted}: unknown key; valid keys here: {', '.join(valid)}"
+    if kind == "missing":
+        return f"{dotted}: required key is missing"
+    msg = err["msg"]
+    if kind.endswith("_parsing") or kind.endswith("_type") or kind == "literal_error":
+        return f"{dotted}: {msg} (got {err.get('input')!r})"
+    return f"{dotted}: {msg}"
+
+
+def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the config section at ``loc`` (list indices are stepped through)."""
+    cls: Any = RunConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cls, "model_fields", {})
+        if part not in fields:
+            return []
+        cls = _model_in(fields[part].annotation)
+        if cls is None:
+            return []
+    return sorted(getattr(cls, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation like ``X``, ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (written to each run directory)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

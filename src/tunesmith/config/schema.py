@@ -1,0 +1,184 @@
+"""The run configuration: one pydantic model, parsed once, passed everywhere.
+
+Sections follow the pipeline: ``model`` -> ``data`` -> ``method`` -> ``train`` -> ``eval`` ->
+``output`` (and ``export`` / ``serve`` for the commands after training). Unknown keys are errors
+(``extra="forbid"``); cross-field checks live on the section that owns them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    """Base for every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    """Which model and tokenizer to load, and how."""
+
+    name: str = Field(
+        "builtin:tiny-qwen2",
+        description="Hub id, local path, or builtin:tiny-llama / builtin:tiny-qwen2 (offline).",
+    )
+    tokenizer: str | None = Field(None, description="Tokenizer path if it differs from the model.")
+    template: str | None = Field(
+        None, description="Built-in chat template name; default: the tokenizer's own template."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+
+class Identity(Section):
+    """Values substituted for ``{{name}}`` / ``{{author}}`` in self-cognition data."""
+
+    name: str | dict[str, str] = Field(
+        ..., description='Assistant name, or per-language values {"en": ..., "zh": ...}.'
+    )
+    author: str | dict[str, str] = Field(..., description="Who built it (per-language allowed).")
+
+
+class DatasetConfig(Section):
+    """One data source in the mix."""
+
+    path: str | None = Field(None, description="File, folder, builtin:NAME or hub dataset id.")
+    from_info: str | None = Field(None, description="A LLaMA-Factory dataset_info.json to read.")
+    name: str | None = Field(None, description="Entry name in dataset_info.json; display name.")
+    format: str = Field("auto", description="alpaca, sharegpt, openai, xtuner, llava, ... or auto.")
+    columns: dict[str, str] | None = Field(None, description="Our field name -> the file's name.")
+    tags: dict[str, str] | None = None
+    split: str = "train"
+    samples: int | None = Field(None, ge=1, description="Absolute count, resampled if needed.")
+    weight: float | None = Field(None, gt=0, description="Share of the final mix (a ratio).")
+    max_samples: int | None = Field(None, ge=1, description="Read at most this many rows.")
+    shuffle: bool = True
+    media_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetConfig:
+        if (self.path is None) == (self.from_info is None):
+            raise ValueError("give exactly one of 'path' or 'from_info' (with 'name')")
+        if self.from_info is not None and self.name is None:
+            raise ValueError("'from_info' needs 'name': the entry in dataset_info.json")
+        if self.samples is not None and self.weight is not None:
+            raise ValueError("give 'samples' (a count) or 'weight' (a ratio), not both")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        """Name used in reports."""
+        return self.name or str(self.path)
+
+
+class DataConfig(Section):
+    """Sources, mixing, rendering and packing."""
+
+    datasets: list[DatasetConfig] = Field(..., min_length=1)
+    identity: Identity | None = Field(None, description="Substitute {{name}}/{{author}}.")
+    system: str | None = Field(None, description="System prompt added to every conversation.")
+    max_length: int = Field(512, ge=16)
+    truncation: Literal["drop", "truncate_left", "truncate_right"] = "drop"
+    packing: bool = True
+    train_on_prompt: bool = False
+    mask_history: bool = False
+    on_error: Literal["raise", "skip"] = "raise"
+    total_samples: int | None = Field(
+        None, ge=1, description="Size of the mix when datasets use 'weight'."
+    )
+    val_size: float = Field(0.0, ge=0, lt=1, description="Held-out share for validation loss.")
+    seed: int = 42
+
+
+class LoraConfig(Section):
+    """LoRA-family adapter settings (peft)."""
+
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: str | list[str] = Field(
+        "all-linear", description="'all-linear', a list of module names, or a regex."
+    )
+    modules_to_save: list[str] | None = None
+    use_dora: bool = False
+    use_rslora: bool = False
+
+
+class MethodConfig(Section):
+    """How parameters are tuned."""
+
+    stage: Literal["sft", "pt"] = Field(
+        "sft", description="sft: chat fine-tuning; pt: continued pre-training on plain text."
+    )
+    type: Literal["full", "lora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class TrainConfig(Section):
+    """Optimiser, schedule and loop settings."""
+
+    lr: float = Field(2e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="Overrides epochs when set.")
+    batch_size: int = Field(8, ge=1, description="Sequences (or packed rows) per micro-batch.")
+    grad_accum: int = Field(1, ge=1)
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    gradient_checkpointing: bool = False
+    log_every: int = Field(5, ge=1)
+    save_every: int | None = Field(None, ge=1, description="Checkpoint every N steps.")
+    keep_last: int = Field(2, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
+
+
+class EvalConfig(Section):
+    """Evaluation after training."""
+
+    identity_heldout: str = Field(
+        "builtin:identity_heldout", description="Held-out identity questions (JSONL)."
+    )
+    general_prompts: str = Field(
+        "builtin:general_eval", description="General prompts for the false-claim rate (JSONL)."
+    )
+    max_new_tokens: int = Field(48, ge=1)
+
+
+class OutputConfig(Section):
+    """Where the run directory goes."""
+
+    name: str = Field("run", description="Run name; the default directory is runs/<name>.")
+    dir: str | None = Field(None, description="Run directory (default: runs/<name>).")
+    overwrite: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\"):
+            raise ValueError("must be a plain name without slashes")
+        return v
+
+    @property
+    def run_dir(self) -> str:
+        """The run directory path."""
+        return self.dir or f"runs/{self.name}"
+
+
+class RunConfig(Section):
+    """A whole run: everything `tunesmith train` needs."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)

@@ -1,0 +1,139 @@
+"""Identity check: does the model say who it is on unseen questions, and only there?
+
+``identity_score`` is the share of held-out identity questions whose answer contains the
+configured name (the per-language name for that question's language); ``false_claim_rate`` is the
+share of general prompts whose answer contains any of the name's forms.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import ConfigError, DataError
+
+
+@dataclass
+class IdentityResult:
+    """Scores plus every question and answer, for inspection."""
+
+    identity_score: float
+    false_claim_rate: float
+    n: int
+    n_general: int
+    name: str | dict[str, str]
+    identity_answers: list[dict[str, Any]] = field(default_factory=list)
+    general_answers: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` form."""
+        return {
+            "identity_score": round(self.identity_score, 4),
+            "false_claim_rate": round(self.false_claim_rate, 4),
+            "n": self.n,
+            "n_general": self.n_general,
+            "name": self.name,
+        }
+
+
+def read_questions(path: str) -> list[dict[str, str]]:
+    """Read ``{"question": ..., "lang": ...}`` lines (``builtin:NAME`` allowed)."""
+    if path.startswith("builtin:"):
+        from tunesmith.data.builtin import builtin_path
+
+        file = builtin_path(path.removeprefix("builtin:"))
+    else:
+        file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{file}: question file not found")
+    out = []
+    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{file}:{n}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+            raise DataError(f'{file}:{n}: expected {{"question": "...", "lang": "en"}}')
+        out.append({"question": row["question"], "lang": row.get("lang", "en")})
+    if not out:
+        raise DataError(f"{file}: no questions")
+    return out
+
+
+def name_for(name: str | dict[str, str], lang: str) -> str:
+    """The name expected in an answer in ``lang``."""
+    if isinstance(name, str):
+        return name
+    return name.get(lang) or name.get("en") or next(iter(name.values()))
+
+
+def all_names(name: str | dict[str, str]) -> list[str]:
+    """Every form of the name (any of them in a general answer is a false claim)."""
+    return [name] if isinstance(name, str) else sorted(set(name.values()))
+
+
+def contains(answer: str, name: str) -> bool:
+    """Case-insensitive containment."""
+    return name.casefold() in answer.casefold()
+
+
+def run_identity_eval(
+    engine: Any,
+    name: str | dict[str, str],
+    heldout: list[dict[str, str]],
+    general: list[dict[str, str]],
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    system: str | None = None,
+) -> IdentityResult:
+    """Ask every question greedily and score the answers."""
+    from tunesmith.infer.engine import GenParams
+
+    params = GenParams(max_new_tokens=max_new_tokens, temperature=0.0)
+
+    def ask(rows: list[dict[str, str]]) -> list[str]:
+        answers: list[str] = []
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            convs = [
+                ([{"role": "system", "content": system}] if system else [])
+                + [{"role": "user", "content": r["question"]}]
+                for r in chunk
+            ]
+            answers += engine.generate(convs, params)
+        return answers
+
+    id_answers = ask(heldout)
+    gen_answers = ask(general)
+    id_rows = [
+        {**q, "answer": a, "ok": contains(a, name_for(name, q["lang"]))}
+        for q, a in zip(heldout, id_answers)
+    ]
+    names = all_names(name)
+    gen_rows = [
+        {**q, "answer": a, "claims": any(contains(a, n) for n in names)}
+        for q, a in zip(general, gen_answers)
+    ]
+    return IdentityResult(
+        identity_score=sum(r["ok"] for r in id_rows) / len(id_rows),
+        false_claim_rate=sum(r["claims"] for r in gen_rows) / max(len(gen_rows), 1),
+        n=len(id_rows),
+        n_general=len(gen_rows),
+        name=name,
+        identity_answers=id_rows,
+        general_answers=gen_rows,
+    )
+
+
+def identity_of(run_config: dict[str, Any] | None) -> tuple[str | dict[str, str], str | None]:
+    """The configured name (and system prompt) of a run."""
+    data = (run_config or {}).get("data") or {}
+    ident = data.get("identity")
+    if not ident:
+        raise ConfigError("this run has no data.identity; pass --name NAME to evaluate")
+    return ident["name"], data.get("system")
