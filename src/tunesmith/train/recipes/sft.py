@@ -13,12 +13,25 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config.load import dump_config
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves behind (the model stays in memory for callers and tests)."""
+
+    run_dir: Path
+    model: Any
+    tokenizer: Any
+    first_loss: float
+    last_loss: float
+    steps: int
 
 
 def prepare_run_dir(cfg: RunConfig) -> Path:
@@ -94,8 +107,8 @@ def make_optimizer(model: Any, cfg: RunConfig) -> Any:
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=cfg.train.adam_betas)
 
 
-def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> Path:
-    """Train according to ``cfg``; returns the run directory."""
+def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
+    """Train according to ``cfg``."""
     import torch
     from accelerate import Accelerator
     from transformers import get_scheduler
@@ -233,8 +246,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> P
 
     # 5. Save in standard formats.
     accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
         save_result(unwrapped, tokenizer, cfg, run_dir)
         plot_loss(log.read(), run_dir / "loss.png")
         summary = {
@@ -248,7 +261,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> P
             f"done: loss {first_loss:.3f} -> {last_loss:.3f} in {total_steps} steps, "
             f"{summary['seconds']} s; saved to {run_dir}"
         )
-    return run_dir
+    assert first_loss is not None and last_loss is not None
+    return TrainResult(run_dir, unwrapped, tokenizer, first_loss, last_loss, total_steps)
 
 
 def save_result(model: Any, tokenizer: Any, cfg: RunConfig, run_dir: Path) -> Path:
