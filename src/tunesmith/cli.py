@@ -86,7 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tunesmith.config.load import load_config
     from tunesmith.train.recipes import sft
 
-    cfg = load_config(resolve_config_arg(args.config), args.overrides)
+    overrides = [*args.overrides, *(["train.resume=auto"] if args.resume else [])]
+    cfg = load_config(resolve_config_arg(args.config), overrides)
     sft.run(cfg, console=Console(stderr=True), show_progress=not args.no_progress)
     return 0
 
@@ -181,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="config file or recipe name, e.g. identity")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=2e-4")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    t.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+    )
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("validate", help="print the resolved config or its errors")
@@ -237,7 +241,13 @@ def _gen_args(p: argparse.ArgumentParser, *, max_new_tokens: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may follow options (`train cfg.yaml --no-progress train.lr=1e-4`).
+    if extra:
+        if hasattr(args, "overrides") and all("=" in x and not x.startswith("-") for x in extra):
+            args.overrides += extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -59,6 +59,17 @@ class DatasetConfig(Section):
     max_samples: int | None = Field(None, ge=1, description="Read at most this many rows.")
     shuffle: bool = True
     media_dir: str | None = None
+    loss_weights: dict[str, float] | None = Field(
+        None, description="Span loss weights for this source (overrides data.loss_weights)."
+    )
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for marker, weight in (v or {}).items():
+            if not marker or weight < 0:
+                raise ValueError("markers must be non-empty strings and weights >= 0")
+        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetConfig:
@@ -93,6 +104,26 @@ class DataConfig(Section):
     )
     val_size: float = Field(0.0, ge=0, lt=1, description="Held-out share for validation loss.")
     seed: int = 42
+    loss_weights: dict[str, float] | None = Field(
+        None,
+        description=(
+            "Per-span loss weights inside trained assistant turns, marker -> weight, e.g. "
+            '{"Action:": 2, "Observation:": 0}: each marker starts a span running to the next '
+            "marker or the end of the turn's text; 0 removes the span from the loss."
+        ),
+    )
+    cache: bool = Field(True, description="Cache tokenised sources on disk (run-independent).")
+    num_proc: int | None = Field(
+        None, ge=1, description="Processes for tokenisation (default: automatic by source size)."
+    )
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for marker, weight in (v or {}).items():
+            if not marker or weight < 0:
+                raise ValueError("markers must be non-empty strings and weights >= 0")
+        return v
 
 
 class LoraConfig(Section):
@@ -138,6 +169,9 @@ class TrainConfig(Section):
     log_every: int = Field(5, ge=1)
     save_every: int | None = Field(None, ge=1, description="Checkpoint every N steps.")
     keep_last: int = Field(2, ge=1)
+    resume: str | bool = Field(
+        False, description="'auto' (newest complete checkpoint), a checkpoint path, or false."
+    )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
 
 

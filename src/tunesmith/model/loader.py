@@ -25,13 +25,8 @@ def resolve_model_path(name: str) -> str:
 
 def quiet_transformers() -> None:
     """Silence per-load progress bars and advisory warnings that clutter a CLI."""
-    import logging
-
     from transformers.utils import logging as hf_logging
 
-    # bitsandbytes (imported by peft) warns that the optional `kernels` hub package is missing;
-    # it falls back to its own CPU kernels, and `kernels` would download from the hub anyway.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 

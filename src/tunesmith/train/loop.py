@@ -40,29 +40,42 @@ def make_batches(
     packing: bool,
     pad_token_id: int,
     seed: int,
+    num_processes: int = 1,
+    rank: int = 0,
 ) -> list[dict[str, Any]]:
-    """One epoch of collated micro-batches in a seeded order.
+    """One epoch of this process's collated micro-batches, in a seeded order.
 
     Packed: samples are packed best-fit-decreasing into rows of ``max_length`` (isolated by
-    position ids), rows are shuffled, then grouped ``batch_size`` rows per micro-batch.
-    Padded: samples are shuffled and padded to the longest in each micro-batch.
+    position ids) and the rows shuffled. Padded: samples are shuffled and padded to the longest
+    in each micro-batch. Either way the units are grouped ``batch_size * num_processes`` per
+    global micro-batch and process ``rank`` takes every ``num_processes``-th unit of it, so N
+    processes see exactly the units one process would see with an N-times larger batch.
     """
     rng = random.Random(seed)
     if packing:
-        rows = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
-        rng.shuffle(rows)
-        return [
-            collate_packed(
-                [[samples[i] for i in row] for row in rows[b : b + batch_size]], pad_token_id
-            )
-            for b in range(0, len(rows), batch_size)
-        ]
-    order = list(range(len(samples)))
-    rng.shuffle(order)
-    return [
-        collate_padded([samples[i] for i in order[b : b + batch_size]], pad_token_id)
-        for b in range(0, len(order), batch_size)
-    ]
+        units = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
+    else:
+        units = [[i] for i in range(len(samples))]
+    rng.shuffle(units)
+    global_size = batch_size * num_processes
+    batches = []
+    for b in range(0, len(units), global_size):
+        mine = units[b : b + global_size][rank::num_processes]
+        no_loss = not mine  # fewer units than processes: a batch that adds no loss
+        picked = (
+            [[_masked(samples[units[0][0]])]]
+            if no_loss
+            else [[samples[i] for i in u] for u in mine]
+        )
+        if packing:
+            batches.append(collate_packed(picked, pad_token_id))
+        else:
+            batches.append(collate_padded([u[0] for u in picked], pad_token_id))
+    return batches
+
+
+def _masked(sample: dict[str, Any]) -> dict[str, Any]:
+    return {**sample, "labels": [-100] * len(sample["labels"])}
 
 
 def steps_per_epoch(n_micro: int, grad_accum: int) -> int:
@@ -159,3 +172,170 @@ def evaluate_loss(
     total = accelerator.reduce(total, reduction="sum")
     count = accelerator.reduce(count, reduction="sum")
     return float(total / count.clamp(min=1))
+
+
+class Loop:
+    """Runs optimiser steps with logging, validation, checkpoints and a clean Ctrl-C."""
+
+    def __init__(
+        self,
+        cfg: Any,
+        accelerator: Any,
+        model: Any,
+        optimizer: Any,
+        scheduler: Any,
+        run_dir: Any,
+        val_batches: list[dict[str, Any]],
+        guard: dict[str, Any],
+    ) -> None:
+        from tunesmith.train.callbacks import MetricsLog
+
+        self.cfg, self.accelerator = cfg, accelerator
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.run_dir, self.val_batches, self.guard = run_dir, val_batches, guard
+        self.log = MetricsLog(run_dir / "metrics.jsonl")
+        self.step = 0
+        self.first_loss: float = float("nan")
+        self.last_loss: float = float("nan")
+        self.interrupted = False
+
+    def run(
+        self,
+        stream: Iterator[tuple[int, list[dict[str, Any]]]],
+        state: dict[str, Any],
+        total_steps: int,
+        *,
+        show_progress: bool,
+        t_start: float,
+    ) -> None:
+        """Train from ``state`` (fresh or resumed) up to ``total_steps``."""
+        import signal
+        import threading
+        import time
+
+        from tunesmith.train.callbacks import ProgressBar
+
+        tc = self.cfg.train
+        self.step = state["step"]
+        epoch_now, in_epoch = state["epoch"], state["steps_in_epoch"]
+        self.first_loss = state.get("first_loss", float("nan"))
+        self.last_loss = state.get("last_loss", float("nan"))
+        stop = threading.Event()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        window_tokens, window_start = 0, time.perf_counter()
+        enabled = show_progress and self.accelerator.is_main_process
+        try:
+            with ProgressBar(total_steps, enabled=enabled) as bar:
+                while self.step < total_steps:
+                    epoch, micro = next(stream)
+                    if epoch != epoch_now:
+                        epoch_now, in_epoch = epoch, 0
+                    stats = train_step(
+                        self.model,
+                        self.optimizer,
+                        self.scheduler,
+                        self.accelerator,
+                        micro,
+                        attn_implementation=self.cfg.model.attn_implementation,
+                        max_grad_norm=tc.max_grad_norm,
+                    )
+                    self.step += 1
+                    in_epoch += 1
+                    if self.first_loss != self.first_loss:  # NaN: not set yet
+                        self.first_loss = stats.loss
+                    self.last_loss = stats.loss
+                    window_tokens += stats.seq_tokens * self.accelerator.num_processes
+                    last = self.step == total_steps
+                    if self.step % tc.log_every == 0 or last or self.step == 1:
+                        elapsed = time.perf_counter() - window_start
+                        record = self._record(stats, epoch_now, window_tokens / elapsed, t_start)
+                        bar.update(self.step, record)
+                        window_tokens, window_start = 0, time.perf_counter()
+                    position = {"epoch": epoch_now, "steps_in_epoch": in_epoch}
+                    periodic = tc.save_every and (self.step % tc.save_every == 0 or last)
+                    if periodic or stop.is_set():
+                        self._save(position)  # last thing in the step: see checkpoint.py
+                    if stop.is_set() and not last:
+                        self.interrupted = True
+                        break
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _record(
+        self, stats: StepStats, epoch: int, tokens_per_s: float, t_start: float
+    ) -> dict[str, Any]:
+        import time
+
+        tc = self.cfg.train
+        record = {
+            "step": self.step,
+            "epoch": epoch + 1,
+            "loss": round(stats.loss, 6),
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": stats.grad_norm,
+            "trained_tokens": stats.tokens,
+            "tokens_per_s": tokens_per_s,
+            "elapsed_s": round(time.perf_counter() - t_start, 2),
+        }
+        if self.val_batches and (self.step % (tc.log_every * 10) == 0 or self.step == 1):
+            record["val_loss"] = evaluate_loss(
+                self.model,
+                self.accelerator,
+                self.val_batches,
+                attn_implementation=self.cfg.model.attn_implementation,
+            )
+        if self.accelerator.is_main_process:
+            self.log.write(record)
+        return record
+
+    def _save(self, position: dict[str, Any]) -> None:
+        from tunesmith.train.checkpoint import save_checkpoint
+
+        state = {
+            "step": self.step,
+            **position,
+            "first_loss": self.first_loss,
+            "last_loss": self.last_loss,
+            "guard": self.guard,
+        }
+        save_checkpoint(
+            self.run_dir,
+            self.step,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            accelerator=self.accelerator,
+            state=state,
+            keep_last=self.cfg.train.keep_last,
+        )
+
+    def finish(self, seconds: float) -> None:
+        """Final validation, the loss plot and a summary file (written by the main process)."""
+        import json
+
+        from tunesmith.train.callbacks import plot_loss
+
+        val = None
+        if self.val_batches:
+            val = evaluate_loss(
+                self.model,
+                self.accelerator,
+                self.val_batches,
+                attn_implementation=self.cfg.model.attn_implementation,
+            )
+        if not self.accelerator.is_main_process:
+            return
+        if val is not None:
+            self.log.write({"step": self.step, "val_loss": val})
+        plot_loss(self.log.read(), self.run_dir / "loss.png")
+        summary = {
+            "first_loss": self.first_loss,
+            "last_loss": self.last_loss,
+            "steps": self.step,
+            "interrupted": self.interrupted,
+            "seconds": round(seconds, 1),
+        }
+        (self.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

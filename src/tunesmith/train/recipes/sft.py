@@ -34,15 +34,20 @@ class TrainResult:
     steps: int
 
 
-def prepare_run_dir(cfg: RunConfig) -> Path:
-    """Create (or clear) the run directory and write the resolved config."""
+def prepare_run_dir(cfg: RunConfig, *, resume_step: int | None = None) -> Path:
+    """Create (or clear) the run directory and write the resolved config.
+
+    When resuming, checkpoints are kept and ``metrics.jsonl`` is cut back to the resumed step.
+    """
     run_dir = Path(cfg.output.run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if resume_step is not None:
+        _truncate_metrics(run_dir / "metrics.jsonl", resume_step)
+    elif run_dir.exists() and any(run_dir.iterdir()):
         if not cfg.output.overwrite:
             raise ConfigError(
                 f"output.dir {run_dir}: exists and output.overwrite is false; choose another dir"
             )
-        for name in ("metrics.jsonl", "loss.png", "data_report.md", "model", "adapter"):
+        for name in (*RUN_FILES, "checkpoints"):
             target = run_dir / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -51,6 +56,27 @@ def prepare_run_dir(cfg: RunConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     return run_dir
+
+
+RUN_FILES = (
+    "metrics.jsonl",
+    "loss.png",
+    "data_report.md",
+    "model",
+    "adapter",
+    "train_summary.json",
+)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    keep = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
 def seed_everything(seed: int) -> None:
@@ -116,31 +142,30 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.data.engine import prepare, write_report
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import load_model, load_tokenizer
-    from tunesmith.train.callbacks import MetricsLog, ProgressBar, plot_loss
-    from tunesmith.train.loop import (
-        evaluate_loss,
-        make_batches,
-        micro_batch_stream,
-        steps_per_epoch,
-        train_step,
-    )
+    from tunesmith.train.checkpoint import load_checkpoint, resolve_resume
+    from tunesmith.train.loop import Loop, make_batches, micro_batch_stream, steps_per_epoch
 
     say = console.print if console is not None else print
     t_start = time.perf_counter()
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    run_dir = prepare_run_dir(cfg)
+    ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
+    resume_step = _checkpoint_step(ckpt) if ckpt else None
+    run_dir = prepare_run_dir(cfg, resume_step=resume_step)
     seed_everything(tc.seed)
     accelerator = Accelerator(
         mixed_precision=choose_precision(tc.precision), cpu=not torch.cuda.is_available()
     )
+    say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
-    # 1. Tokenizer, template, data.
+    # 1. Tokenizer, template, data (the main process prepares; the others read its cache).
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name)
     renderer = build_renderer(cfg, tokenizer)
-    data = prepare(cfg.data, renderer, stage=cfg.method.stage)
-    write_report(data.report, run_dir)
+    with accelerator.main_process_first():
+        data = prepare(cfg.data, renderer, stage=cfg.method.stage)
+    if accelerator.is_main_process:
+        write_report(data.report, run_dir)
     say(
         f"data: {data.report.samples} samples, {data.report.trained_tokens:,} trained tokens "
         f"from {len(data.report.sources)} source(s) — see {run_dir / 'data_report.md'}"
@@ -161,33 +186,29 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     say(f"method: {cfg.method.type}; {param_report(model)}")
 
     # 3. Batches, schedule, optimiser.
-    pad_id = tokenizer.pad_token_id
+    def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+        return make_batches(
+            samples,
+            batch_size=tc.batch_size,
+            max_length=cfg.data.max_length,
+            packing=cfg.data.packing,
+            pad_token_id=tokenizer.pad_token_id,
+            seed=seed,
+            num_processes=accelerator.num_processes,
+            rank=accelerator.process_index,
+        )
+
+    epochs: dict[int, list[dict[str, Any]]] = {0: batches_for(data.train, tc.seed)}
 
     def batches_for_epoch(epoch: int) -> list[dict[str, Any]]:
-        return make_batches(
-            data.train,
-            batch_size=tc.batch_size,
-            max_length=cfg.data.max_length,
-            packing=cfg.data.packing,
-            pad_token_id=pad_id,
-            seed=tc.seed + epoch,
-        )
+        if epoch not in epochs:
+            epochs.clear()  # keep one epoch of batches in memory
+            epochs[epoch] = batches_for(data.train, tc.seed + epoch)
+        return epochs[epoch]
 
-    first_epoch = batches_for_epoch(0)
-    per_epoch = steps_per_epoch(len(first_epoch), tc.grad_accum)
+    per_epoch = steps_per_epoch(len(epochs[0]), tc.grad_accum)
     total_steps = tc.max_steps or max(1, math.ceil(per_epoch * tc.epochs))
-    val_batches = (
-        make_batches(
-            data.val,
-            batch_size=tc.batch_size,
-            max_length=cfg.data.max_length,
-            packing=cfg.data.packing,
-            pad_token_id=pad_id,
-            seed=0,
-        )
-        if data.val
-        else []
-    )
+    val_batches = batches_for(data.val, 0) if data.val else []
     optimizer = make_optimizer(model, cfg)
     scheduler = get_scheduler(
         tc.scheduler if tc.scheduler != "constant" else "constant_with_warmup",
@@ -198,71 +219,54 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
 
-    # 4. The loop.
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    stream = micro_batch_stream(
-        lambda e: first_epoch if e == 0 else batches_for_epoch(e), tc.grad_accum
-    )
-    window_tokens, window_start = 0, time.perf_counter()
-    first_loss = last_loss = None
-    with ProgressBar(total_steps, enabled=show_progress and accelerator.is_main_process) as bar:
-        for step in range(1, total_steps + 1):
-            epoch, micro = next(stream)
-            stats = train_step(
-                model,
-                optimizer,
-                scheduler,
-                accelerator,
-                micro,
-                attn_implementation=cfg.model.attn_implementation,
-                max_grad_norm=tc.max_grad_norm,
-            )
-            first_loss = stats.loss if first_loss is None else first_loss
-            last_loss = stats.loss
-            window_tokens += stats.seq_tokens * accelerator.num_processes
-            if step % tc.log_every == 0 or step == total_steps or step == 1:
-                elapsed = time.perf_counter() - window_start
-                record = {
-                    "step": step,
-                    "epoch": round(epoch + 1, 3),
-                    "loss": round(stats.loss, 6),
-                    "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": stats.grad_norm,
-                    "trained_tokens": stats.tokens,
-                    "tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                    "elapsed_s": round(time.perf_counter() - t_start, 2),
-                }
-                if val_batches and (step == total_steps or step % (tc.log_every * 10) == 0):
-                    record["val_loss"] = evaluate_loss(
-                        model,
-                        accelerator,
-                        val_batches,
-                        attn_implementation=cfg.model.attn_implementation,
-                    )
-                if accelerator.is_main_process:
-                    log.write(record)
-                bar.update(step, record)
-                window_tokens, window_start = 0, time.perf_counter()
+    # 4. Resume: restore weights, optimiser, scheduler, RNG; skip the batches already trained.
+    guard = {
+        "batch_size": tc.batch_size,
+        "grad_accum": tc.grad_accum,
+        "num_processes": accelerator.num_processes,
+        "micro_per_epoch": len(epochs[0]),
+        "seed": tc.seed,
+    }
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "steps_in_epoch": 0}
+    if ckpt is not None:
+        state = load_checkpoint(
+            ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
+        )
+        _check_guard(state.get("guard", {}), guard, ckpt)
+        say(f"resumed from {ckpt} (step {state['step']})")
+    stream = micro_batch_stream(batches_for_epoch, tc.grad_accum, start_epoch=state["epoch"])
+    for _ in range(state["steps_in_epoch"]):
+        next(stream)
+
+    loop = Loop(cfg, accelerator, model, optimizer, scheduler, run_dir, val_batches, guard)
+    loop.run(stream, state, total_steps, show_progress=show_progress, t_start=t_start)
 
     # 5. Save in standard formats.
     accelerator.wait_for_everyone()
+    loop.finish(time.perf_counter() - t_start)  # every process: validation is collective
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         save_result(unwrapped, tokenizer, cfg, run_dir)
-        plot_loss(log.read(), run_dir / "loss.png")
-        summary = {
-            "first_loss": first_loss,
-            "last_loss": last_loss,
-            "steps": total_steps,
-            "seconds": round(time.perf_counter() - t_start, 1),
-        }
-        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        word = "stopped" if loop.interrupted else "done"
         say(
-            f"done: loss {first_loss:.3f} -> {last_loss:.3f} in {total_steps} steps, "
-            f"{summary['seconds']} s; saved to {run_dir}"
+            f"{word}: loss {loop.first_loss:.3f} -> {loop.last_loss:.3f} at step {loop.step}, "
+            f"{time.perf_counter() - t_start:.1f} s; saved to {run_dir}"
         )
-    assert first_loss is not None and last_loss is not None
-    return TrainResult(run_dir, unwrapped, tokenizer, first_loss, last_loss, total_steps)
+    return TrainResult(run_dir, unwrapped, tokenizer, loop.first_loss, loop.last_loss, loop.step)
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(json.loads((path / "state.json").read_text(encoding="utf-8"))["step"])
+
+
+def _check_guard(saved: dict[str, Any], now: dict[str, Any], ckpt: Path) -> None:
+    diff = [k for k in now if k in saved and saved[k] != now[k]]
+    if diff:
+        what = ", ".join(f"{k} {saved[k]} -> {now[k]}" for k in diff)
+        raise ConfigError(
+            f"train.resume: {ckpt} was written with other settings ({what}); resume with the "
+            "same batch_size, grad_accum, processes and seed, or start fresh"
+        )
 
 
 def save_result(model: Any, tokenizer: Any, cfg: RunConfig, run_dir: Path) -> Path:
