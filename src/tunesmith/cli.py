@@ -84,11 +84,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from tunesmith.config.load import load_config
-    from tunesmith.train.recipes import sft
 
     overrides = [*args.overrides, *(["train.resume=auto"] if args.resume else [])]
     cfg = load_config(resolve_config_arg(args.config), overrides)
-    sft.run(cfg, console=Console(stderr=True), show_progress=not args.no_progress)
+    if cfg.method.stage in ("dpo", "orpo", "simpo", "kto"):
+        from tunesmith.train.recipes import preference as recipe
+    else:
+        from tunesmith.train.recipes import sft as recipe
+    recipe.run(cfg, console=Console(stderr=True), show_progress=not args.no_progress)
     return 0
 
 

@@ -140,14 +140,32 @@ class LoraConfig(Section):
     use_rslora: bool = False
 
 
+class PreferenceConfig(Section):
+    """Preference-tuning settings (stages dpo, orpo, simpo, kto)."""
+
+    beta: float = Field(0.1, gt=0)
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO variant.")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    gamma: float = Field(0.5, ge=0, description="SimPO target margin.")
+    desirable_weight: float = Field(1.0, gt=0, description="KTO weight of desirable examples.")
+    undesirable_weight: float = Field(1.0, gt=0, description="KTO weight of undesirable ones.")
+    pref_ftx: float = Field(0.0, ge=0, description="Weight of an SFT term on chosen replies.")
+    precompute_ref: bool = Field(
+        False, description="Full tuning: precompute reference log-probs instead of a frozen copy."
+    )
+
+
 class MethodConfig(Section):
     """How parameters are tuned."""
 
-    stage: Literal["sft", "pt"] = Field(
-        "sft", description="sft: chat fine-tuning; pt: continued pre-training on plain text."
+    stage: Literal["sft", "pt", "dpo", "orpo", "simpo", "kto"] = Field(
+        "sft",
+        description="sft: chat fine-tuning; pt: continued pre-training on plain text; "
+        "dpo/orpo/simpo/kto: preference tuning.",
     )
     type: Literal["full", "lora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    pref: PreferenceConfig = Field(default_factory=PreferenceConfig)
 
 
 class TrainConfig(Section):
