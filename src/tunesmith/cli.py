@@ -87,12 +87,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = [*args.overrides, *(["train.resume=auto"] if args.resume else [])]
     cfg = load_config(resolve_config_arg(args.config), overrides)
+    if args.nproc > 1 or args.nnodes > 1:
+        return launch_distributed(args, overrides)
     if cfg.method.stage in ("dpo", "orpo", "simpo", "kto"):
         from tunesmith.train.recipes import preference as recipe
     else:
         from tunesmith.train.recipes import sft as recipe
     recipe.run(cfg, console=Console(stderr=True), show_progress=not args.no_progress)
     return 0
+
+
+def launch_distributed(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Re-run this training command under torchrun, one process per device (or CPU slot).
+
+    Accelerate 1.15's own launcher starts a single process on CPU, so tunesmith launches through
+    torchrun and Accelerate picks the process group up from its environment inside the loop.
+    """
+    import subprocess
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={args.nproc}",
+        f"--nnodes={args.nnodes}",
+        f"--node_rank={args.node_rank}",
+        f"--master_addr={args.master_addr}",
+        f"--master_port={args.master_port}",
+        "-m",
+        "tunesmith",
+        *(["--debug"] if args.debug else []),
+        "train",
+        resolve_config_arg(args.config),
+        *overrides,
+        *(["--no-progress"] if args.no_progress else []),
+    ]
+    return subprocess.call(cmd)
 
 
 def cmd_model_tiny(args: argparse.Namespace) -> int:
@@ -188,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--resume", action="store_true", help="continue from the newest complete checkpoint"
     )
+    t.add_argument("--nproc", type=int, default=1, help="processes per node (via torchrun)")
+    t.add_argument("--nnodes", type=int, default=1)
+    t.add_argument("--node-rank", type=int, default=0)
+    t.add_argument("--master-addr", default="127.0.0.1")
+    t.add_argument("--master-port", type=int, default=29500)
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("validate", help="print the resolved config or its errors")

@@ -47,7 +47,9 @@ def full_run(tmp_path_factory: pytest.TempPathFactory, tiny_qwen2: Path) -> sft.
     return sft.run(small_config(tmp_path_factory.mktemp("full"), "full"), show_progress=False)
 
 
-def test_lora_loss_falls_and_only_adapters_move(lora_run: sft.TrainResult, tiny_qwen2: Path) -> None:
+def test_lora_loss_falls_and_only_adapters_move(
+    lora_run: sft.TrainResult, tiny_qwen2: Path
+) -> None:
     from transformers import AutoModelForCausalLM
 
     assert lora_run.last_loss < lora_run.first_loss
