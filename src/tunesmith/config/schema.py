@@ -136,8 +136,34 @@ class LoraConfig(Section):
         "all-linear", description="'all-linear', a list of module names, or a regex."
     )
     modules_to_save: list[str] | None = None
-    use_dora: bool = False
-    use_rslora: bool = False
+    use_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA.")
+    use_rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(rank).")
+    lora_plus_ratio: float | None = Field(
+        None, gt=0, description="LoRA+: the B matrices learn this many times faster (e.g. 16)."
+    )
+    init: Literal["default", "gaussian", "pissa"] = Field(
+        "default", description="Adapter initialisation; pissa starts from principal components."
+    )
+
+
+class FreezeConfig(Section):
+    """Partial fine-tuning: only some decoder layers (and named modules) train."""
+
+    trainable_layers: int = Field(
+        2, description="Train the last N decoder layers (a negative N: the first |N|)."
+    )
+    extra_modules: list[str] = Field(
+        default_factory=list, description="Also train modules whose name contains one of these."
+    )
+
+
+class QuantConfig(Section):
+    """The quantised base of QLoRA (bitsandbytes; 4-bit works on CPU too)."""
+
+    bits: Literal[4, 8] = 4
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
 class PreferenceConfig(Section):
@@ -163,8 +189,10 @@ class MethodConfig(Section):
         description="sft: chat fine-tuning; pt: continued pre-training on plain text; "
         "dpo/orpo/simpo/kto: preference tuning.",
     )
-    type: Literal["full", "lora"] = "lora"
+    type: Literal["full", "freeze", "lora", "qlora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    quant: QuantConfig = Field(default_factory=QuantConfig)
     pref: PreferenceConfig = Field(default_factory=PreferenceConfig)
 
 

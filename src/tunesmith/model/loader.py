@@ -64,12 +64,21 @@ def load_model(
     attn_implementation: str = "sdpa",
     trust_remote_code: bool = False,
     revision: str | None = None,
+    quant: Any = None,
 ) -> Any:
-    """Load a causal LM for training or inference."""
+    """Load a causal LM for training or inference.
+
+    Args:
+        quant: A ``QuantConfig`` (bits, quant_type, double_quant, compute_dtype) to load the
+            weights through bitsandbytes, or ``None`` for full precision.
+    """
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
     path = resolve_model_path(name)
+    extra: dict[str, Any] = {}
+    if quant is not None:
+        extra["quantization_config"] = bnb_config(path, quant, trust_remote_code)
     try:
         return AutoModelForCausalLM.from_pretrained(
             path,
@@ -77,9 +86,35 @@ def load_model(
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
             revision=revision,
+            **extra,
         )
     except (OSError, ValueError, ImportError) as exc:
         raise ConfigError(f"model.name {name!r}: cannot load model ({_first(exc)})") from None
+
+
+def bnb_config(path: str, quant: Any, trust_remote_code: bool = False) -> Any:
+    """A ``BitsAndBytesConfig`` for ``quant``, after checking the model's shapes allow it."""
+    from transformers import AutoConfig, BitsAndBytesConfig
+
+    from tunesmith.model.adapters import check_quantizable
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "method.quant: bitsandbytes is not installed; pip install 'tunesmith[quant]'"
+        ) from None
+    check_quantizable(
+        AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), quant.bits
+    )
+    if quant.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant.quant_type,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=pick_dtype(quant.compute_dtype),
+    )
 
 
 def _first(exc: BaseException) -> str:

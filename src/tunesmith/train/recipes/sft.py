@@ -118,19 +118,27 @@ def choose_precision(precision: str) -> str:
 
 
 def make_optimizer(model: Any, cfg: RunConfig) -> Any:
-    """AdamW; no weight decay on biases and norms."""
+    """AdamW without weight decay on biases and norms; LoRA+ gives B matrices a higher lr."""
     import torch
 
-    decay, no_decay = [], []
+    tc = cfg.train
+    ratio = cfg.method.lora.lora_plus_ratio if cfg.method.type in ("lora", "qlora") else None
+    groups: dict[tuple[bool, bool], list[Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        no_decay = p.ndim < 2 or "norm" in name
+        fast = ratio is not None and "lora_B" in name
+        groups.setdefault((no_decay, fast), []).append(p)
+    params = [
+        {
+            "params": ps,
+            "weight_decay": 0.0 if no_decay else tc.weight_decay,
+            "lr": tc.lr * (ratio if fast and ratio else 1.0),
+        }
+        for (no_decay, fast), ps in sorted(groups.items())
     ]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=cfg.train.adam_betas)
+    return torch.optim.AdamW(params, lr=tc.lr, betas=tc.adam_betas)
 
 
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
@@ -178,6 +186,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         attn_implementation=cfg.model.attn_implementation,
         trust_remote_code=cfg.model.trust_remote_code,
         revision=cfg.model.revision,
+        quant=cfg.method.quant if cfg.method.type == "qlora" else None,
     )
     model.config.use_cache = False  # a KV cache would break packed-sequence isolation
     if tc.gradient_checkpointing:
@@ -271,13 +280,17 @@ def _check_guard(saved: dict[str, Any], now: dict[str, Any], ckpt: Path) -> None
 
 def save_result(model: Any, tokenizer: Any, cfg: RunConfig, run_dir: Path) -> Path:
     """Save the adapter (LoRA) or the full model, with the tokenizer and its chat template."""
-    target = run_dir / ("adapter" if cfg.method.type != "full" else "model")
+    target = run_dir / ("adapter" if cfg.method.type in ("lora", "qlora") else "model")
     tmp = run_dir / f".{target.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.config.use_cache = True  # training turned it off; inference wants it back
-    model.save_pretrained(tmp)
+    pissa_init = getattr(model, "pissa_init_dir", None)
+    if pissa_init:
+        model.save_pretrained(tmp, path_initial_model_for_weight_conversion=pissa_init)
+    else:
+        model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if target.exists():
         shutil.rmtree(target)
