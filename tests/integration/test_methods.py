@@ -166,13 +166,13 @@ def test_qlora_refuses_unaligned_shapes() -> None:
 
     from tunesmith.model.adapters import check_quantizable
 
-    with pytest.raises(ConfigError, match="cannot be 4-bit quantised .*hidden_size=100"):
+    with pytest.raises(ConfigError, match=r"cannot be 4-bit quantised .*hidden_size=100"):
         check_quantizable(Qwen2Config(hidden_size=100, intermediate_size=256), 4)
     check_quantizable(Qwen2Config(hidden_size=128, intermediate_size=256), 4)
 
 
 def test_freeze_errors_name_the_config_path(tmp_path: Path, tiny_qwen2: Path) -> None:
-    with pytest.raises(ConfigError, match="method.freeze.trainable_layers 9"):
+    with pytest.raises(ConfigError, match=r"method\.freeze\.trainable_layers 9"):
         run(tmp_path, {"type": "freeze", "freeze": {"trainable_layers": 9}})
-    with pytest.raises(ConfigError, match="method.freeze.extra_modules: no parameters named x"):
+    with pytest.raises(ConfigError, match=r"method\.freeze\.extra_modules: no parameters named x"):
         run(tmp_path, {"type": "freeze", "freeze": {"extra_modules": ["x"]}})
