@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tunesmith {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    from tunesmith.data.commands import add_commands as add_data_commands
+
+    add_data_commands(sub)
 
     t = sub.add_parser("train", help="train from a YAML config (or a recipe name)")
     t.add_argument("config", help="config file or recipe name, e.g. identity")

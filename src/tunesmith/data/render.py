@@ -1,21 +1,42 @@
 """Conversation -> ``input_ids`` and ``labels`` through the model's own chat template.
 
-Assistant spans are derived from the rendering itself: the text before assistant turn *i* is the
-rendering of turns ``< i`` with the generation prompt, and the turn ends where the rendering of
-turns ``<= i`` ends. Characters map to tokens through offsets, and every sample is **verified**:
-the decoded trained tokens must equal the assistant contents plus their end-of-turn text. A
-mismatch raises with the sample and the template named; no sample is ever masked silently.
+Assistant spans come from the rendering itself: ``{% generation %}`` markers where the template has
+them, otherwise prefix rendering (turn *i* starts where the turns ``< i`` plus the generation
+prompt end, and ends at its end-of-turn string in the rendering of turns ``<= i``; where a template
+renders history unlike a final turn, as Qwen3 does, the turn's content is found in context). A turn
+ended by the next role token (GLM) takes that token; a final turn with no end string gets the first
+stop string appended, so the model always learns to stop. The whole text is tokenised at once (in
+batches) and characters map to tokens through offsets. Every span is **verified**: the prompt
+renders as a prefix of the conversation, the span holds the assistant content (and its tool calls)
+and ends with an end-of-turn string, and the trained tokens decode back to it. A failure raises a
+one-line ``DataError`` naming the sample and the template; nothing is ever masked silently.
+Unusable samples raise ``SkipSample`` with a reason the engine counts. Span loss weights:
+``spans.marker_weights``.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunesmith.data.spans import (
+    Tokens,
+    common_prefix,
+    drop_exchange,
+    exchanges,
+    marker_weights,
+    template_kwargs,
+    to_template_dict,
+    weight_at,
+)
 from tunesmith.data.types import Conversation, Message, TextDoc
 from tunesmith.errors import DataError
 
 IGNORE_INDEX = -100
+_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
+_SHOW = 60  # characters of text shown in error messages
 
 
 @dataclass
@@ -27,6 +48,7 @@ class RenderOptions:
     train_on_prompt: bool = False
     mask_history: bool = False
     system: str | None = None
+    loss_weights: dict[str, float] | None = None
 
 
 @dataclass
@@ -37,6 +59,14 @@ class Rendered:
     labels: list[int]
     weights: list[float] | None = None
     truncated: bool = False
+
+    @property
+    def trained_tokens(self) -> int:
+        """Labels that enter the loss (position 0 predicts nothing after the shift)."""
+        labels = self.labels
+        if len(labels) < 2:
+            return 0
+        return len(labels) - 1 - labels.count(IGNORE_INDEX) + (labels[0] == IGNORE_INDEX)
 
     def as_dict(self) -> dict[str, Any]:
         """The plain-dict form collation works on."""
@@ -52,6 +82,29 @@ class SkipSample(Exception):
 
 
 @dataclass
+class Span:
+    """Characters ``[start, end)`` of one assistant turn in the rendered text."""
+
+    start: int
+    end: int
+    trained: bool
+    index: int
+    message: Message
+
+
+@dataclass
+class Plan:
+    """A rendered conversation before tokenisation."""
+
+    text: str
+    spans: list[Span]
+    messages: list[Message]
+    conv: Conversation
+    where: str
+    loss_weights: dict[str, float] | None
+
+
+@dataclass
 class Renderer:
     """Renders canonical samples with one tokenizer and one chat template."""
 
@@ -61,144 +114,381 @@ class Renderer:
     options: RenderOptions = field(default_factory=RenderOptions)
     template_name: str = "tokenizer"
 
-    # ---- conversations -------------------------------------------------------------------
-    def render(self, conv: Conversation) -> Rendered:
-        """Tokenise a conversation with labels on its trained turns; applies the length policy."""
-        messages = list(conv.messages)
-        if self.options.system and not (messages and messages[0].role == "system"):
-            messages.insert(0, Message("system", self.options.system))
-        out = self._render_messages(messages, conv)
-        if len(out.input_ids) <= self.options.max_length:
-            return out
-        return self._truncate(messages, conv, out)
+    def __post_init__(self) -> None:
+        self._backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        self._markers = bool(_GENERATION.search(self.chat_template))
+        self._kwargs = template_kwargs(self.tokenizer, self.template_name)
 
-    def _render_messages(self, messages: list[Message], conv: Conversation) -> Rendered:
-        dicts = [_to_template_dict(m) for m in messages]
-        full = self._apply(dicts, conv, add_generation_prompt=False)
-        last_assistant = max(
-            (i for i, m in enumerate(messages) if m.role == "assistant"), default=-1
-        )
-        spans: list[tuple[int, int, float, str]] = []  # char start, end, weight, expected text
-        for i, msg in enumerate(messages):
-            if msg.role != "assistant" or not self._trained(msg, i, last_assistant):
-                continue
-            start = len(self._apply(dicts[:i], conv, add_generation_prompt=True))
-            end_text = self._apply(dicts[: i + 1], conv, add_generation_prompt=False)
-            if not full.startswith(end_text) or start > len(end_text):
-                raise DataError(
-                    f"{_where(conv)}: template {self.template_name!r} renders turn {i} differently "
-                    "in context; assistant spans cannot be derived (use another model.template)"
-                )
-            end = self._end_of_turn(full, start, len(end_text))
-            spans.append((start, end, msg.weight, full[start:end]))
-        return self._tokenise(full, spans, conv)
+    # ---- public ----------------------------------------------------------------------------
+    def render(
+        self,
+        conv: Conversation,
+        where: str | None = None,
+        loss_weights: dict[str, float] | None = None,
+    ) -> Rendered:
+        """Tokenise one conversation with labels on its trained turns; applies the length policy.
 
+        Raises:
+            SkipSample: the sample is unusable under the policy (too long, nothing trained).
+            DataError: the template fails on the sample, or the label self-check fails.
+        """
+        out = self.render_many([conv], [where] if where else None, loss_weights)[0]
+        if isinstance(out, SkipSample):
+            raise out
+        return out
+
+    def render_many(
+        self,
+        convs: Sequence[Conversation],
+        wheres: Sequence[str] | None = None,
+        loss_weights: dict[str, float] | None = None,
+    ) -> list[Rendered | SkipSample]:
+        """Render a batch: templates per sample, one batched tokenisation for all of them.
+
+        Args:
+            convs: The conversations.
+            wheres: Their locations (``file:line``) for error messages.
+            loss_weights: Span weights overriding ``options.loss_weights`` for this batch.
+        """
+        weights = loss_weights if loss_weights is not None else self.options.loss_weights
+        plans = [
+            self.plan(c, wheres[i] if wheres else _where(c), weights) for i, c in enumerate(convs)
+        ]
+        encoded = self._encode([p.text for p in plans])
+        out: list[Rendered | SkipSample] = []
+        for plan, tokens in zip(plans, encoded):
+            try:
+                r = self._labels(plan, tokens)
+                if len(r.input_ids) > self.options.max_length:
+                    r = self._truncate(plan, r)
+                if r.trained_tokens == 0:
+                    raise SkipSample("no trained tokens")
+                out.append(r)
+            except SkipSample as skip:
+                out.append(skip)
+        return out
+
+    def plan(
+        self,
+        conv: Conversation,
+        where: str,
+        loss_weights: dict[str, float] | None = None,
+        messages: list[Message] | None = None,
+    ) -> Plan:
+        """Render the text of a conversation and locate (and check) its assistant spans."""
+        if messages is None:
+            messages = list(conv.messages)
+            if self.options.system and not (messages and messages[0].role == "system"):
+                messages.insert(0, Message("system", self.options.system))
+        self._check_tool_support(conv, messages, where)
+        dicts = [to_template_dict(m) for m in messages]
+        assistant = [i for i, m in enumerate(messages) if m.role == "assistant"]
+        last = assistant[-1] if assistant else -1
+        wanted = {i: self._trained(messages[i], i, last) for i in assistant}
+        if not self.options.train_on_prompt:
+            wanted = {i: t for i, t in wanted.items() if t}
+        text, spans = (None, None)
+        if self._markers:
+            text, spans = self._spans_from_markers(dicts, conv, where, messages, wanted)
+        if spans is None:
+            text, spans = self._spans_from_prefixes(dicts, conv, where, messages, wanted)
+        assert text is not None
+        for sp in spans:
+            self._check_span(text, sp, where)
+        return Plan(text, spans, messages, conv, where, loss_weights)
+
+    def render_text(self, doc: TextDoc) -> list[Rendered]:
+        """Tokenise a document for pre-training, split into ``max_length`` chunks, eos appended."""
+        return self.render_texts([doc])[0]
+
+    def render_texts(self, docs: Sequence[TextDoc]) -> list[list[Rendered]]:
+        """Batched ``render_text``."""
+        eos = self.tokenizer.eos_token_id
+        n = self.options.max_length
+        out = []
+        for tokens in self._encode([d.text for d in docs]):
+            ids = [*tokens.ids, eos] if eos is not None else list(tokens.ids)
+            chunks = [ids[i : i + n] for i in range(0, len(ids), n)]
+            out.append([Rendered(c, list(c)) for c in chunks if len(c) > 1])
+        return out
+
+    # ---- spans -----------------------------------------------------------------------------
     def _trained(self, msg: Message, i: int, last_assistant: int) -> bool:
-        if msg.loss is False:
+        if msg.loss is False or msg.weight == 0:
             return False
         if self.options.mask_history and i != last_assistant:
             return False
         return msg.trained
 
-    def _end_of_turn(self, full: str, start: int, end: int) -> int:
-        """Train the content and its end-of-turn string, not the separator after it."""
-        seg = full[start:end]
-        hits = [seg.rfind(s) + len(s) for s in self.stop if s and seg.rfind(s) >= 0]
-        return start + max(hits) if hits else end
+    def _spans_from_prefixes(
+        self,
+        dicts: list[dict[str, Any]],
+        conv: Conversation,
+        where: str,
+        messages: list[Message],
+        wanted: dict[int, bool],
+    ) -> tuple[str, list[Span]]:
+        full = self._apply(dicts, conv, where, gen=False)
+        spans: list[Span] = []
+        for i, trained in wanted.items():
+            last = i == len(dicts) - 1
+            prompt = self._apply(dicts[:i], conv, where, gen=True)
+            start = len(prompt)
+            turn = full if last else self._apply(dicts[: i + 1], conv, where)
+            if not full.startswith(prompt):
+                # Some templates render a turn in the history unlike a final turn (Qwen3 without
+                # thinking opens a final turn with an empty <think> block). Accept that only when
+                # the turn alone does start with the prompt and the history renders identically.
+                history = self._apply(dicts[:i], conv, where)
+                agree = common_prefix(full, prompt)
+                if not (
+                    turn.startswith(prompt) and full.startswith(history) and agree >= len(history)
+                ):
+                    raise DataError(
+                        f"{where}: template {self.template_name!r} renders the generation prompt "
+                        f"of assistant turn {i} differently from the turn in context, so its "
+                        "labels cannot be derived; use another model.template"
+                    )
+                # Back off to the end of the header ("<think>" and "<tool_call>" share "<t").
+                head = full[len(history) : agree]
+                start = len(history) + max(head.rfind(c) + 1 for c in "\n >]:")
+            full, end = self._end_of_turn(full, start, common_prefix(full, turn), last)
+            if end is None or messages[i].content.strip() not in full[start:end]:
+                # History rendered unlike a final turn (Qwen3 drops reasoning from earlier
+                # turns): find the content in context, then its end-of-turn string.
+                found = self._end_by_content(full, start, messages[i])
+                if found is not None and full[start:found] in turn:
+                    end = found
+                elif end is None:
+                    raise DataError(
+                        f"{where}: template {self.template_name!r} renders assistant turn {i} "
+                        "differently alone than in context, so its labels cannot be derived; "
+                        "use another model.template"
+                    )
+                # else: keep the span; the self-check names what the template dropped
+            spans.append(Span(start, end, trained, i, messages[i]))
+        return full, spans
 
-    def _apply(self, dicts: list[dict[str, Any]], conv: Conversation, **kw: Any) -> str:
+    def _spans_from_markers(
+        self,
+        dicts: list[dict[str, Any]],
+        conv: Conversation,
+        where: str,
+        messages: list[Message],
+        wanted: dict[int, bool],
+    ) -> tuple[str, list[Span] | None]:
+        from transformers.utils.chat_template_utils import render_jinja_template
+
         try:
-            return self.tokenizer.apply_chat_template(
-                dicts, tools=conv.tools, chat_template=self.chat_template, tokenize=False, **kw
+            texts, indices = render_jinja_template(
+                conversations=[dicts],
+                tools=conv.tools,
+                chat_template=self.chat_template,
+                return_assistant_tokens_mask=True,
+                **self._kwargs,
             )
         except Exception as exc:  # jinja raise_exception / TemplateError
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(f"{_where(conv)}: template {self.template_name!r}: {msg}") from None
-
-    def _tokenise(
-        self, full: str, spans: list[tuple[int, int, float, str]], conv: Conversation
-    ) -> Rendered:
-        enc = self.tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-        ids: list[int] = enc["input_ids"]
-        offsets = enc["offset_mapping"]
-        labels = [IGNORE_INDEX] * len(ids)
-        weights = [0.0] * len(ids)
-        if self.options.train_on_prompt:
-            labels = list(ids)
-            weights = [1.0] * len(ids)
-        for start, end, weight, expected in spans:
-            picked = [t for t, (a, _b) in enumerate(offsets) if start <= a < end]
-            for t in picked:
-                labels[t] = ids[t]
-                weights[t] = weight
-            got = self.tokenizer.decode([ids[t] for t in picked], skip_special_tokens=False)
-            if got != expected and got.strip() != expected.strip():
-                raise DataError(
-                    f"{_where(conv)}: label self-check failed with template "
-                    f"{self.template_name!r}: trained tokens decode to {got[:60]!r}, expected "
-                    f"{expected[:60]!r}"
+            raise self._template_error(exc, where, conv) from None
+        full, blocks = texts[0], indices[0]
+        assistant = [i for i, m in enumerate(messages) if m.role == "assistant"]
+        if len(blocks) != len(assistant):
+            return full, None  # markers do not wrap exactly the assistant turns: use prefixes
+        spans: list[Span] = []
+        for i, (start, end) in zip(assistant, blocks):
+            if i in wanted:
+                full, stop_end = self._end_of_turn(full, start, end, i == len(dicts) - 1)
+                spans.append(
+                    Span(start, end if stop_end is None else stop_end, wanted[i], i, messages[i])
                 )
-        if not self.options.train_on_prompt and not spans:
-            raise SkipSample("no trained tokens")
-        uniform = all(w == 1.0 for w, lab in zip(weights, labels) if lab != IGNORE_INDEX)
-        return Rendered(ids, labels, None if uniform else weights)
+        return full, spans
+
+    def _end_of_turn(self, full: str, start: int, end: int, last: bool) -> tuple[str, int | None]:
+        """Train the content and its end-of-turn string, not the separator after it.
+
+        ``end`` is where the turn's own rendering stops agreeing with the whole conversation.
+        Returns the (possibly extended) text and the span end, or ``None`` when no end-of-turn
+        string belongs to the turn.
+        """
+        if not self.stop:
+            return full, end
+        seg = full[start:end]
+        hits = [seg.rfind(s) + len(s) for s in self.stop if s and s in seg]
+        if hits:
+            return full, start + max(hits)
+        rest = full[end:].lstrip(" ")
+        for s in self.stop:
+            if s and rest.startswith(s):  # GLM style: the next role token ends the turn
+                return full, len(full) - len(rest) + len(s)
+        if last and not full[end:].strip():
+            return full[:end] + self.stop[0], end + len(self.stop[0])
+        return full, None
+
+    def _end_by_content(self, full: str, start: int, msg: Message) -> int | None:
+        content = msg.content.strip()
+        pos = full.find(content, start) if content else start
+        if pos < 0:
+            return None
+        after = pos + len(content)
+        for call in msg.tool_calls or []:
+            name = (call.get("function") or call).get("name", "")
+            found = full.find(name, after) if name else -1
+            after = found + len(name) if found >= 0 else after
+        ends = [(full.find(s, after), s) for s in self.stop if s and full.find(s, after) >= 0]
+        if not ends:
+            return None
+        pos, s = min(ends)
+        return pos + len(s)
+
+    def _check_span(self, text: str, sp: Span, where: str) -> None:
+        """The span holds the assistant's content, its tool calls and an end-of-turn string."""
+        seg = text[sp.start : sp.end]
+        msg = sp.message
+        missing = None
+        content = msg.content.strip()
+        if content and content not in seg:
+            missing = f"its content {content[:_SHOW]!r}"
+        for call in msg.tool_calls or []:
+            name = (call.get("function") or call).get("name", "")
+            if name and name not in seg:
+                missing = f"its tool call {name!r}"
+        if missing is None and self.stop and not any(seg.endswith(s) for s in self.stop if s):
+            missing = f"an end-of-turn string (one of {list(self.stop)})"
+        if missing is not None:
+            raise DataError(
+                f"{where}: label self-check failed with template {self.template_name!r}: assistant "
+                f"turn {sp.index} renders as {seg[:_SHOW]!r}, which lacks {missing}; the template "
+                "rewrites assistant turns (use another model.template)"
+            )
+
+    # ---- tokens and labels -----------------------------------------------------------------
+    def _encode(self, texts: list[str]) -> list[Tokens]:
+        if not texts:
+            return []
+        if self._backend is not None:
+            encs = self._backend.encode_batch(texts, add_special_tokens=False)
+            return [Tokens(e.ids, encoding=e) for e in encs]
+        out = []
+        for text in texts:
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            offsets = [tuple(o) for o in enc["offset_mapping"]]
+            out.append(Tokens(list(enc["input_ids"]), offsets=offsets))
+        return out
+
+    def _decode(self, ids: list[int]) -> str:
+        if self._backend is not None:
+            return self._backend.decode(ids, skip_special_tokens=False)
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def _labels(self, plan: Plan, tokens: Tokens) -> Rendered:
+        ids = tokens.ids
+        n = len(ids)
+        labels = list(ids) if self.options.train_on_prompt else [IGNORE_INDEX] * n
+        weights: list[float] | None = None
+        for sp in plan.spans:
+            first, last = tokens.token_range(sp.start, sp.end)
+            if not sp.trained:
+                labels[first:last] = [IGNORE_INDEX] * (last - first)
+                continue
+            self._check_tokens(plan, sp, tokens, first, last)
+            points = marker_weights(plan.text, sp.start, sp.end, plan.loss_weights, self.stop)
+            if not points and sp.message.weight == 1.0:
+                labels[first:last] = ids[first:last]
+                continue
+            if weights is None:
+                weights = [1.0] * n
+            for t in range(first, last):
+                w = sp.message.weight * weight_at(points, max(tokens.chars(t)[0], sp.start))
+                labels[t] = ids[t] if w != 0 else IGNORE_INDEX
+                weights[t] = w
+        if weights is not None and all(
+            w == 1.0 for w, lab in zip(weights, labels) if lab != IGNORE_INDEX
+        ):
+            weights = None
+        return Rendered(list(ids), labels, weights)
+
+    def _check_tokens(
+        self,
+        plan: Plan,
+        sp: Span,
+        tokens: Tokens,
+        first: int,
+        last: int,
+    ) -> None:
+        """The trained tokens decode to the span text (and cover all of it)."""
+        want = plan.text[sp.start : sp.end]
+        got = self._decode(tokens.ids[first:last])
+        covered = ""
+        if last > first:
+            covered = plan.text[tokens.chars(first)[0] : tokens.chars(last - 1)[1]]
+        if got.strip() != covered.strip() or want.strip() not in covered:
+            raise DataError(
+                f"{plan.where}: label self-check failed with template {self.template_name!r}: "
+                f"assistant turn {sp.index} trained tokens decode to {got[:_SHOW]!r}, expected "
+                f"{want[:_SHOW]!r}"
+            )
 
     # ---- length policy ---------------------------------------------------------------------
-    def _truncate(self, messages: list[Message], conv: Conversation, out: Rendered) -> Rendered:
+    def _truncate(self, plan: Plan, out: Rendered) -> Rendered:
         policy = self.options.truncation
         if policy == "drop":
             raise SkipSample("longer than max_length")
+        messages = plan.messages
         head = 1 if messages and messages[0].role == "system" else 0
         body = messages[head:]
         # Whole turns first: drop the oldest (left) or newest (right) exchange while >1 remain.
-        while _exchanges(body) > 1:
-            body = _drop_exchange(body, left=policy == "truncate_left")
-            candidate = self._render_messages(messages[:head] + body, conv)
+        while exchanges(body) > 1:
+            body = drop_exchange(body, left=policy == "truncate_left")
+            p = self.plan(plan.conv, plan.where, plan.loss_weights, messages[:head] + body)
+            candidate = self._labels(p, self._encode([p.text])[0])
             if len(candidate.input_ids) <= self.options.max_length:
                 candidate.truncated = True
                 return candidate
             out = candidate
         n = self.options.max_length
-        ids, labels = out.input_ids, out.labels
-        weights = out.weights
         sl = slice(-n, None) if policy == "truncate_left" else slice(0, n)
-        ids, labels = ids[sl], labels[sl]
-        weights = weights[sl] if weights is not None else None
-        if all(lab == IGNORE_INDEX for lab in labels):
+        weights = out.weights[sl] if out.weights is not None else None
+        cut = Rendered(out.input_ids[sl], out.labels[sl], weights, truncated=True)
+        if cut.trained_tokens == 0:
             raise SkipSample("no trained tokens left after truncation")
-        return Rendered(ids, labels, weights, truncated=True)
+        return cut
 
-    # ---- plain text ------------------------------------------------------------------------
-    def render_text(self, doc: TextDoc) -> list[Rendered]:
-        """Tokenise a document for pre-training, split into ``max_length`` chunks, eos appended."""
-        ids = self.tokenizer(doc.text, add_special_tokens=False)["input_ids"]
-        eos = self.tokenizer.eos_token_id
-        if eos is not None:
-            ids = [*ids, eos]
-        n = self.options.max_length
-        chunks = [ids[i : i + n] for i in range(0, len(ids), n)]
-        return [Rendered(c, list(c)) for c in chunks if len(c) > 1]
+    # ---- templates -------------------------------------------------------------------------
+    def _apply(
+        self, dicts: list[dict[str, Any]], conv: Conversation, where: str, *, gen: bool = False
+    ) -> str:
+        from transformers.utils.chat_template_utils import render_jinja_template
 
+        try:
+            texts, _ = render_jinja_template(
+                conversations=[dicts],
+                tools=conv.tools,
+                chat_template=self.chat_template,
+                add_generation_prompt=gen,
+                **self._kwargs,
+            )
+        except Exception as exc:  # jinja raise_exception / TemplateError / undefined names
+            raise self._template_error(exc, where, conv) from None
+        return texts[0]
 
-def _to_template_dict(m: Message) -> dict[str, Any]:
-    d: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.tool_calls:
-        d["tool_calls"] = m.tool_calls
-    if m.name:
-        d["name"] = m.name
-    return d
+    def _template_error(self, exc: Exception, where: str, conv: Conversation) -> DataError:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = ""
+        if conv.tools or any(m.role == "tool" or m.tool_calls for m in conv.messages):
+            hint = "; tool data needs a tool-capable template (see `tunesmith data templates`)"
+        return DataError(f"{where}: template {self.template_name!r}: {msg}{hint}")
 
-
-def _exchanges(body: list[Message]) -> int:
-    return sum(1 for m in body if m.role == "user")
-
-
-def _drop_exchange(body: list[Message], *, left: bool) -> list[Message]:
-    """Remove one user turn and everything up to the next user turn (oldest or newest)."""
-    users = [i for i, m in enumerate(body) if m.role == "user"]
-    if left:
-        return body[users[1] :]
-    return body[: users[-1]]
+    def _check_tool_support(self, conv: Conversation, messages: list[Message], where: str) -> None:
+        """A template that ignores tools would train calls to tools the model never saw."""
+        if conv.tools and "tools" not in self.chat_template:
+            raise DataError(
+                f"{where}: template {self.template_name!r} does not render tool definitions; "
+                "use a tool-capable template (see `tunesmith data templates`)"
+            )
+        if any(m.tool_calls for m in messages) and "tool_calls" not in self.chat_template:
+            raise DataError(
+                f"{where}: template {self.template_name!r} does not render tool calls; "
+                "use a tool-capable template (see `tunesmith data templates`)"
+            )
 
 
 def _where(conv: Conversation) -> str:

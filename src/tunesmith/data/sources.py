@@ -78,6 +78,8 @@ class LoadResult:
     examples: list[Example]
     rows_read: int
     skipped: Counter[str] = field(default_factory=Counter)
+    wheres: list[str] = field(default_factory=list)
+    """``file:line`` of each example, for messages about it later (rendering, self-check)."""
 
 
 def iter_records(
@@ -405,6 +407,7 @@ def load_examples(
                         source=source,
                     )
                 )
+                result.wheres.append(item.where)
                 continue
             except RecordError as exc:
                 bad = exc

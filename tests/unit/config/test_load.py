@@ -39,7 +39,7 @@ def test_overrides_are_typed_and_nested() -> None:
         ("data.datasets.0.sample=3", "data.datasets.0.sample: unknown key; did you mean"),
         ("train.lr=abc", "train.lr: Input should be a valid number"),
         ("train.batch_size=0", "train.batch_size: Input should be greater than or equal to 1"),
-        ("method.type=lorra", "method.type: Input should be 'full' or 'lora'"),
+        ("method.type=lorra", "method.type: Input should be 'full', 'freeze', 'lora' or 'qlora'"),
     ],
 )
 def test_errors_name_the_dotted_path(override: str, message: str) -> None:

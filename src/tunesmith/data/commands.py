@@ -1,0 +1,101 @@
+"""``tunesmith data ...``: preview, stats and the template list.
+
+Registered by ``cli.py`` with ``add_commands(sub)``. Heavy imports stay inside the commands so the
+CLI answers ``--help`` at once; user errors are ``TunesmithError`` subclasses printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``data preview``, ``data stats`` and ``data templates``."""
+    d = subparsers.add_parser("data", help="inspect the training data: preview, stats, templates")
+    dsub = d.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    p = dsub.add_parser("preview", help="rendered samples with the trained tokens highlighted")
+    p.add_argument("config", help="config file or recipe name")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.max_length=256")
+    p.add_argument("-n", type=int, default=3, help="samples to show (default 3)")
+    p.add_argument("--plain", action="store_true", help="[[...]] markers instead of colour")
+    p.set_defaults(func=cmd_preview)
+
+    s = dsub.add_parser("stats", help="the mix report (per source counts, shares, tokens)")
+    s.add_argument("config", help="config file or recipe name")
+    s.add_argument("overrides", nargs="*", help="dotted overrides")
+    s.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+    s.set_defaults(func=cmd_stats)
+
+    t = dsub.add_parser("templates", help="list the built-in chat templates")
+    t.set_defaults(func=cmd_templates)
+
+
+def _config_path(name: str) -> str:
+    """A config path, or the path of a shipped recipe called ``name``."""
+    if Path(name).is_file() or name.endswith((".yaml", ".yml")):
+        return name
+    recipe = Path(str(resources.files("tunesmith") / "config" / "recipes")) / f"{name}.yaml"
+    return str(recipe) if recipe.is_file() else name
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Config -> tokenizer -> renderer -> prepared data (the same path training takes)."""
+    from tunesmith.config.load import load_config
+    from tunesmith.data.engine import build_renderer, prepare
+    from tunesmith.model.loader import load_tokenizer
+
+    cfg = load_config(_config_path(args.config), args.overrides)
+    tokenizer = load_tokenizer(
+        cfg.model.tokenizer or cfg.model.name, trust_remote_code=cfg.model.trust_remote_code
+    )
+    renderer = build_renderer(tokenizer, cfg.data, cfg.model.template, stage=cfg.method.stage)
+    return prepare(cfg.data, renderer, stage=cfg.method.stage), tokenizer, renderer
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    """Show ``-n`` rendered samples, the mix report and the length histogram."""
+    from tunesmith.data.preview import preview_text, print_preview
+
+    data, tokenizer, renderer = _prepare(args)
+    n = max(0, args.n)
+    if args.plain:
+        print(
+            preview_text(
+                data.train, data.report, tokenizer, n, template_name=renderer.template_name
+            ),
+            end="",
+        )
+    else:
+        print_preview(data.train, data.report, tokenizer, n, template_name=renderer.template_name)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Print the mix report (Markdown, or ``--json``)."""
+    data, _, _ = _prepare(args)
+    if args.json:
+        print(json.dumps(data.report.as_dict(), ensure_ascii=False))
+    else:
+        print(data.report.markdown(), end="")
+    return 0
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    """List the built-in chat templates."""
+    from tunesmith.data.templates import builtin_template_names, get_template
+
+    names = builtin_template_names()
+    width = max(len(n) for n in names)
+    for name in names:
+        t = get_template(name)
+        flags = ", ".join(
+            f for f, on in (("tools", t.supports_tools), ("no system", not t.supports_system)) if on
+        )
+        print(f"{name:<{width}}  {t.description}" + (f" [{flags}]" if flags else ""))
+    print("\nuse one with model.template: NAME (default: the tokenizer's own template)")
+    return 0
