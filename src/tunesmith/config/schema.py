@@ -18,6 +18,37 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class VisionConfig(Section):
+    """The vision side of a LLaVA-style model (stages ``vlm_pretrain`` / ``vlm_sft``)."""
+
+    tower: str | None = Field(
+        None,
+        description="CLIP/SigLIP vision model (path or hub id) composed with model.name, a causal "
+        "LM; leave unset when model.name is already a LLaVA model or a vlm run directory.",
+    )
+    projector_depth: int = Field(
+        2,
+        ge=1,
+        le=2,
+        description="2: Linear-GELU-Linear (LLaVA-1.5); 1: a linear map. Deeper projectors have "
+        "no stock transformers class.",
+    )
+    feature_layer: int = Field(-2, description="Vision layer whose features are projected.")
+    select_strategy: Literal["default", "full"] | None = Field(
+        None, description="default: drop the CLS token (CLIP); full: keep all (SigLIP's default)."
+    )
+    image_tokens: int | None = Field(
+        None, ge=1, description="Expected tokens per image; checked against the tower when set."
+    )
+    train_vision: Literal["frozen", "lora", "full"] = Field(
+        "frozen", description="vlm_sft: the vision tower stays frozen, gets LoRA, or trains fully."
+    )
+    train_projector: bool = Field(True, description="vlm_sft: the projector trains too.")
+    allow_remote_images: bool = Field(
+        False, description="Fetch http(s) image URLs in data (refused by default)."
+    )
+
+
 class ModelConfig(Section):
     """Which model and tokenizer to load, and how."""
 
@@ -33,6 +64,9 @@ class ModelConfig(Section):
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     trust_remote_code: bool = False
     revision: str | None = None
+    vision: VisionConfig | None = Field(
+        None, description="Vision tower, projector and what trains (vlm stages)."
+    )
 
 
 class Identity(Section):
@@ -102,7 +136,9 @@ class DataConfig(Section):
     total_samples: int | None = Field(
         None, ge=1, description="Size of the mix when datasets use 'weight'."
     )
-    val_size: float = Field(0.0, ge=0, lt=1, description="Held-out share for validation loss.")
+    val_size: float | int = Field(
+        0.0, ge=0, description="Held-out share (<1) or count per source for validation loss."
+    )
     seed: int = 42
     loss_weights: dict[str, float] | None = Field(
         None,
@@ -184,10 +220,11 @@ class PreferenceConfig(Section):
 class MethodConfig(Section):
     """How parameters are tuned."""
 
-    stage: Literal["sft", "pt", "dpo", "orpo", "simpo", "kto"] = Field(
+    stage: Literal["sft", "pt", "dpo", "orpo", "simpo", "kto", "vlm_pretrain", "vlm_sft"] = Field(
         "sft",
         description="sft: chat fine-tuning; pt: continued pre-training on plain text; "
-        "dpo/orpo/simpo/kto: preference tuning.",
+        "dpo/orpo/simpo/kto: preference tuning; vlm_pretrain: train a LLaVA projector on "
+        "image-caption pairs; vlm_sft: fine-tune a LLaVA model on image conversations.",
     )
     type: Literal["full", "freeze", "lora", "qlora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
@@ -222,15 +259,27 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    """Evaluation after training."""
+    """Evaluation during and after training."""
 
+    every: int | None = Field(
+        None, ge=1, description="Validation loss and sample generations every N steps."
+    )
+    val_split: float | int | None = Field(
+        None, ge=0, description="Held-out share (<1) or count per source; sets data.val_size."
+    )
+    prompts: list[str] = Field(
+        default_factory=list, description="Answered before training, every N steps and at the end."
+    )
+    max_new_tokens: int = Field(48, ge=1)
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without a better val loss."
+    )
     identity_heldout: str = Field(
         "builtin:identity_heldout", description="Held-out identity questions (JSONL)."
     )
     general_prompts: str = Field(
         "builtin:general_eval", description="General prompts for the false-claim rate (JSONL)."
     )
-    max_new_tokens: int = Field(48, ge=1)
 
 
 class OutputConfig(Section):
@@ -262,3 +311,14 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _eval_split(self) -> RunConfig:
+        if self.eval.val_split is not None:
+            self.data.val_size = self.eval.val_split
+        if self.eval.early_stopping_patience and not (self.data.val_size and self.eval.every):
+            raise ValueError(
+                "eval.early_stopping_patience needs a validation split (eval.val_split) "
+                "and eval.every"
+            )
+        return self

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config.schema import DataConfig, DatasetConfig
+from tunesmith.data.images import IMAGE_TOKEN, check_conversation
 from tunesmith.data.mixing import draw, interleave, plan_mix
 from tunesmith.data.render import Rendered, Renderer, RenderOptions, SkipSample
 from tunesmith.data.report import DataReport, SourceReport
@@ -148,7 +149,7 @@ def prepare(cfg: DataConfig, renderer: Renderer, *, stage: str = "sft") -> Prepa
         if ds.shuffle:
             rendered = list(rendered)
             rng.shuffle(rendered)
-        n_val = round(len(rendered) * cfg.val_size) if cfg.val_size else 0
+        n_val = _val_count(len(rendered), cfg.val_size)
         n_val = min(n_val, max(len(rendered) - 1, 0))
         val += [r.as_dict() for r in rendered[:n_val]]
         report.val_samples = n_val
@@ -276,6 +277,14 @@ def _render_source(
             else:
                 docs.append(ex)
             continue
+        if renderer.options.image_token and (ex.images or _has_placeholder(ex)):
+            try:  # a vision model: every image must be there and readable
+                check_conversation(ex, where, allow_remote=renderer.options.allow_remote_images)
+            except DataError:
+                if cfg.on_error == "raise":
+                    raise
+                report.skipped["bad image"] += 1
+                continue
         convs.append(ex)
         conv_wheres.append(where)
     out: list[Rendered] = []
@@ -361,8 +370,19 @@ def _render_range_with(
     return renderer.render_many(convs[lo:hi], wheres[lo:hi], weights)
 
 
+def _has_placeholder(conv: Conversation) -> bool:
+    return any(IMAGE_TOKEN in m.content for m in conv.messages)
+
+
 def write_report(report: DataReport, run_dir: Path) -> Path:
     """Write ``data_report.md`` into the run directory."""
     path = run_dir / "data_report.md"
     path.write_text(report.markdown(), encoding="utf-8")
     return path
+
+
+def _val_count(n: int, val_size: float | int) -> int:
+    """Rows of a source held out: a share when below 1, else a count."""
+    if not val_size:
+        return 0
+    return int(val_size) if val_size >= 1 else round(n * val_size)
