@@ -134,37 +134,6 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gen_params(args: argparse.Namespace):  # -> GenParams
-    from tunesmith.infer.engine import GenParams
-
-    return GenParams(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
-
-
-def cmd_chat(args: argparse.Namespace) -> int:
-    """Chat in the terminal, or answer one prompt."""
-    from tunesmith.infer.chat import answer_once, chat_loop
-    from tunesmith.infer.engine import Engine
-
-    target = args.run or args.model
-    if not target:
-        raise ConfigError("chat: give a run directory or --model MODEL [--adapter PATH]")
-    engine = Engine.load(target, adapter=args.adapter)
-    system = args.system
-    if system is None:
-        system = ((engine.run_config or {}).get("data") or {}).get("system")
-    params = _gen_params(args)
-    if args.prompt is not None:
-        print(answer_once(engine, args.prompt, params, system))
-        return 0
-    chat_loop(engine, params, system=system)
-    return 0
-
-
 def cmd_eval_identity(args: argparse.Namespace) -> int:
     """Identity score and false-claim rate of a run."""
     from tunesmith.evaluate.identity import identity_of, read_questions, run_identity_eval
@@ -245,19 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("model", help="model utilities")
     msub = m.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
     tiny = msub.add_parser("tiny", help="build a tiny model + tokenizer offline")
-    tiny.add_argument("--arch", choices=["llama", "qwen2"], default="qwen2")
+    tiny.add_argument("--arch", choices=["llama", "qwen2", "llava"], default="qwen2")
     tiny.add_argument("--out", required=True)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_model_tiny)
-
-    c = sub.add_parser("chat", help="chat with a trained run or a model")
-    c.add_argument("run", nargs="?", help="run directory (or model path)")
-    c.add_argument("--model", help="base model (path, hub id or builtin:...)")
-    c.add_argument("--adapter", help="LoRA adapter directory")
-    c.add_argument("--prompt", help="answer this one prompt and exit")
-    c.add_argument("--system", help="system prompt")
-    _gen_args(c, max_new_tokens=256)
-    c.set_defaults(func=cmd_chat)
 
     e = sub.add_parser("eval", help="evaluate a run")
     esub = e.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
@@ -269,14 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     ei.add_argument("--general", help="general prompts (JSONL)")
     ei.add_argument("--max-new-tokens", type=int, default=48)
     ei.set_defaults(func=cmd_eval_identity)
+
+    from tunesmith.infer.commands import add_commands as add_infer_commands
+
+    add_infer_commands(sub)  # chat, export, serve
     return p
-
-
-def _gen_args(p: argparse.ArgumentParser, *, max_new_tokens: int) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,193 +1,435 @@
 """One inference engine behind chat, sample generation, evaluation and the server.
 
 It renders prompts with the chat template the model was trained with (saved beside the weights),
-stops on the template's end-of-turn tokens, generates batches left-padded, and streams text.
+stops on the template's end-of-turn tokens and on stop strings, and generates with a KV cache in
+left-padded batches whose rows each keep their own sampling parameters and adapter. Synchronous
+calls (:meth:`Engine.generate`, :meth:`Engine.stream`) batch what they are given; the server
+submits to :attr:`Engine.worker`, which batches concurrent requests continuously.
 """
 
 from __future__ import annotations
 
+import re
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunesmith.errors import ConfigError
+from tunesmith.export.rundir import (
+    Loaded,
+    has_tokenizer,
+    load_tokenizer_from,
+    locate,
+    quiet_peft,
+    stop_token_ids,
+)
+from tunesmith.infer.decode import Delta, Event, Failed, Finished, Request
+from tunesmith.infer.sampling import GenParams
+
+__all__ = [
+    "Completion",
+    "Engine",
+    "GenParams",
+    "Loaded",
+    "Messages",
+    "load_tokenizer_from",
+    "locate",
+    "stop_token_ids",
+]
 
 Messages = list[dict[str, Any]]
 
 
 @dataclass
-class GenParams:
-    """Generation parameters; ``temperature == 0`` means greedy."""
+class Completion:
+    """A finished answer with its token counts."""
 
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
-
-
-@dataclass
-class Loaded:
-    """Where a model comes from: base weights plus an optional adapter."""
-
-    base: str
-    adapter: str | None = None
-    tokenizer: str | None = None
-    run_config: dict[str, Any] | None = None
-
-
-def locate(path_or_run: str, adapter: str | None = None) -> Loaded:
-    """Resolve a run directory, a model path/hub id, or ``builtin:...`` into what to load."""
-    p = Path(path_or_run)
-    cfg_file = p / "config.yaml"
-    if p.is_dir() and cfg_file.is_file() and not (p / "config.json").is_file():
-        run_cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
-        if (p / "adapter").is_dir():
-            base = run_cfg["model"]["name"]
-            return Loaded(base, adapter or str(p / "adapter"), str(p / "adapter"), run_cfg)
-        if (p / "model").is_dir():
-            return Loaded(str(p / "model"), adapter, str(p / "model"), run_cfg)
-        raise ConfigError(f"{p}: run directory has no adapter/ or model/; did training finish?")
-    return Loaded(path_or_run, adapter, adapter if adapter and _has_tokenizer(adapter) else None)
-
-
-def _has_tokenizer(path: str) -> bool:
-    return (Path(path) / "tokenizer_config.json").is_file()
+    text: str = ""
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class Engine:
-    """A Hugging Face ``generate`` backend with template-aware stopping."""
+    """A model (plus named LoRA adapters) with template-aware, batched, streaming generation.
 
-    def __init__(self, model: Any, tokenizer: Any, *, run_config: dict[str, Any] | None = None):
+    Args:
+        model: a causal LM, or a ``PeftModel`` whose adapters are listed in ``adapters``.
+        tokenizer: tokenizer carrying the chat template used in training.
+        run_config: the run's resolved config (a dict), when loaded from a run directory.
+        adapters: public name -> peft adapter name inside ``model``.
+        default_adapter: public name used when a request names no model (``None``: the base).
+        base_name: public name of the base model without adapters.
+        max_batch: most sequences decoded together.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        run_config: dict[str, Any] | None = None,
+        adapters: dict[str, str] | None = None,
+        default_adapter: str | None = None,
+        base_name: str = "base",
+        max_batch: int = 32,
+    ) -> None:
+        from tunesmith.infer.runner import ModelRunner
+
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.run_config = run_config or {}
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        if adapters is None and hasattr(model, "peft_config"):
+            # A PeftModel handed over directly (e.g. during training): its active adapter.
+            active = model.active_adapter
+            adapters, default_adapter = {active: active}, default_adapter or active
+        self.adapters: dict[str, str] = dict(adapters or {})
+        self.default_adapter = default_adapter
+        self.base_name = base_name
+        self.max_batch = max_batch
         self.stop_ids = self._stop_token_ids()
+        self.max_positions = _context_length(model, tokenizer)
+        self.runner = ModelRunner(model, tokenizer, self.stop_ids, max_positions=self.max_positions)
+        self._worker: Any = None
+        self._worker_lock = threading.Lock()
+        self._tool_format: Any = False  # probed lazily; None means "template has no tools"
 
+    # -- loading ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, path_or_run: str, *, adapter: str | None = None, dtype: str = "auto") -> Engine:
-        """Load a run directory, a merged model, or a base model with an adapter."""
-        from tunesmith.model.loader import load_model, load_tokenizer
+    def load(
+        cls,
+        path_or_run: str,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        adapters: dict[str, str] | None = None,
+        bits: int | None = None,
+        device: str = "auto",
+        max_batch: int = 32,
+        threads: int | None = None,
+    ) -> Engine:
+        """Load a run directory, a merged model, or a base model with adapters.
 
+        Args:
+            path_or_run: run directory, model folder, hub id or ``builtin:tiny-qwen2``.
+            adapter: LoRA adapter folder used by default (a run directory brings its own).
+            dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16``.
+            adapters: more LoRA adapters on the same base, by the name requests use.
+            bits: 4 or 8 to quantise the base weights with bitsandbytes.
+            device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+            max_batch: most sequences decoded together.
+            threads: torch CPU threads (on a busy machine, 1 is often fastest for small models).
+        """
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         where = locate(path_or_run, adapter)
-        tokenizer = load_tokenizer(where.tokenizer or where.base)
-        model = load_model(where.base, dtype=dtype)
+        named: dict[str, str] = {}
         if where.adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, where.adapter)
-        return cls(model, tokenizer, run_config=where.run_config)
+            named[_adapter_public_name(path_or_run, where)] = where.adapter
+        for name, path in (adapters or {}).items():
+            if name in named:
+                raise ConfigError(f"--adapter {name}=...: the name {name!r} is used twice")
+            if not Path(path).is_dir():
+                raise ConfigError(f"--adapter {name}={path}: folder not found")
+            named[name] = path
+        is_run = where.run_config is not None
+        base_name = where.run_config["model"]["name"] if is_run and where.adapter else path_or_run
+        if is_run and not where.adapter:
+            base_name = Path(path_or_run).resolve().name
+        if base_name in named:
+            raise ConfigError(f"adapter name {base_name!r} is also the base model's name")
+        tok_source = where.tokenizer or next(
+            (p for p in named.values() if has_tokenizer(p)), where.base
+        )
+        tokenizer = load_tokenizer_from(tok_source)
+        model = load_base(where.base, dtype=dtype, bits=bits, device=device)
+        keys: dict[str, str] = {}
+        if named:
+            model, keys = attach_adapters(model, named)
+        default = next(iter(named)) if where.adapter else None
+        return cls(
+            model,
+            tokenizer,
+            run_config=where.run_config,
+            adapters=keys,
+            default_adapter=default,
+            base_name=base_name,
+            max_batch=max_batch,
+        )
 
     def _stop_token_ids(self) -> list[int]:
-        ids: set[int] = set()
-        gen = getattr(self.model, "generation_config", None)
-        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        for text in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"):
-            tid = self.tokenizer.convert_tokens_to_ids(text)
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid >= 0:
-                ids.add(tid)
-        return sorted(ids)
+        return stop_token_ids(self.model, self.tokenizer)
+
+    # -- names -----------------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        """Names a request may use: the default first, then the base and every adapter."""
+        names = [self.default_adapter or self.base_name, self.base_name, *self.adapters]
+        return list(dict.fromkeys(names))
+
+    def adapter_key(self, name: str | None) -> str | None:
+        """The peft adapter for a public model name (``None``: the default; base: ``None``)."""
+        if name is None:
+            name = self.default_adapter or self.base_name
+        if name == self.base_name:
+            return None
+        if name in self.adapters:
+            return self.adapters[name]
+        raise ConfigError(f"model {name!r} not found; available: {', '.join(self.model_names())}")
+
+    # -- prompts ---------------------------------------------------------------------------
+    def render(
+        self, messages: Messages, tools: list[dict[str, Any]] | None = None, prefix: str = ""
+    ) -> str:
+        """The prompt text: ``messages`` with the generation prompt, then ``prefix``."""
+        text = self.tokenizer.apply_chat_template(
+            messages, tools=tools or None, add_generation_prompt=True, tokenize=False
+        )
+        return text + prefix
 
     def prompt_ids(
-        self, messages: Messages, tools: list[dict[str, Any]] | None = None
+        self, messages: Messages, tools: list[dict[str, Any]] | None = None, prefix: str = ""
     ) -> list[int]:
-        """Token ids of ``messages`` rendered with the generation prompt."""
-        text = self.tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=True, tokenize=False
-        )
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Token ids of ``messages`` rendered with the generation prompt (and ``prefix``)."""
+        return self.encode(self.render(messages, tools, prefix), special=False)
 
-    def _gen_kwargs(self, params: GenParams) -> dict[str, Any]:
-        import torch
+    def encode(self, text: str, *, special: bool = True) -> list[int]:
+        """Token ids of plain text (``special``: add BOS etc. as the tokenizer does)."""
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        kw: dict[str, Any] = {
-            "max_new_tokens": params.max_new_tokens,
-            "eos_token_id": self.stop_ids,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "repetition_penalty": params.repetition_penalty,
-        }
-        if params.temperature > 0:
-            kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-            if params.top_k:
-                kw["top_k"] = params.top_k
-        else:
-            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if params.stop:
-            kw.update(stop_strings=params.stop, tokenizer=self.tokenizer)
-        return kw
+    @property
+    def tool_format(self) -> Any:
+        """How the template writes tool calls (a ``ToolFormat``), or ``None``."""
+        if self._tool_format is False:
+            from tunesmith.infer.tools import probe_tool_format
 
-    def generate(self, batch: Sequence[Messages], params: GenParams | None = None) -> list[str]:
-        """Answer several conversations at once (left-padded batch)."""
-        import torch
+            self._tool_format = probe_tool_format(self.tokenizer)
+        return self._tool_format
 
-        params = params or GenParams()
-        prompts = [self.prompt_ids(m) for m in batch]
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            out = self.model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), **self._gen_kwargs(params)
+    def check_prompt(self, ids: Sequence[int]) -> None:
+        """Raise ``ConfigError`` when a prompt leaves no room to answer."""
+        if len(ids) >= self.max_positions:
+            raise ConfigError(
+                f"the prompt is {len(ids)} tokens; the model's context is {self.max_positions}"
             )
-        return [self._clean(row[width:].tolist(), params) for row in out]
 
-    def _clean(self, ids: list[int], params: GenParams) -> str:
-        for i, t in enumerate(ids):
-            if t in self.stop_ids:
-                ids = ids[:i]
-                break
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        for s in params.stop:
-            if s in text:
-                text = text[: text.index(s)]
-        return text.strip()
+    # -- generation ------------------------------------------------------------------------
+    def complete(
+        self, items: Sequence[tuple[list[int], GenParams, str | None]]
+    ) -> list[Completion]:
+        """Generate for ``(prompt ids, params, adapter key)`` items, batched; in order."""
+        from tunesmith.infer.batching import Scheduler
 
-    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[str]:
-        """Yield the answer piece by piece as tokens are generated."""
-        import torch
-        from transformers import TextIteratorStreamer
-
-        params = params or GenParams()
-        device = next(self.model.parameters()).device
-        ids = torch.tensor([self.prompt_ids(messages)], device=device)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer)
-        kwargs.update(self._gen_kwargs(params))
+        results = [Completion() for _ in items]
         errors: list[BaseException] = []
 
-        def work() -> None:
-            try:
-                with torch.no_grad():
-                    self.model.generate(**kwargs)
-            except BaseException as exc:  # surfaced in the caller's thread below
-                errors.append(exc)
-                streamer.end()
+        def collect(i: int, ev: Event) -> None:
+            if isinstance(ev, Delta):
+                results[i].text += ev.text
+            elif isinstance(ev, Finished):
+                r = results[i]
+                r.finish_reason, r.prompt_tokens, r.completion_tokens = (
+                    ev.reason,
+                    ev.prompt_tokens,
+                    ev.completion_tokens,
+                )
+            else:
+                errors.append(ev.error)
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        buffered = ""
-        for piece in streamer:
-            buffered += piece
-            hit = next((s for s in params.stop if s in buffered), None)
-            if hit:
-                yield piece[: len(piece) - (len(buffered) - buffered.index(hit))]
-                break
-            yield piece
-        thread.join()
+        sched = Scheduler(self.runner, max_batch=self.max_batch)
+        for i, (ids, params, key) in enumerate(items):
+            self.check_prompt(ids)
+            params.check()
+            sched.add(Request(ids, params, lambda ev, i=i: collect(i, ev), adapter=key))
+        while sched.busy:
+            sched.step()
         if errors:
             raise errors[0]
+        return results
+
+    def generate(
+        self,
+        batch: Sequence[Messages],
+        params: GenParams | None = None,
+        *,
+        adapter: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> list[str]:
+        """Answer several conversations at once (left-padded batch); texts are stripped."""
+        params = params or GenParams()
+        key = self.adapter_key(adapter)
+        items = [(self.prompt_ids(m, tools), params, key) for m in batch]
+        return [c.text.strip() for c in self.complete(items)]
+
+    def events(
+        self,
+        messages: Messages,
+        params: GenParams | None = None,
+        *,
+        adapter: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Iterator[Event]:
+        """Yield ``Delta`` events as tokens are generated, then one ``Finished``."""
+        from tunesmith.infer.batching import Scheduler
+
+        params = (params or GenParams()).check()
+        ids = self.prompt_ids(messages, tools)
+        self.check_prompt(ids)
+        out: list[Event] = []
+        sched = Scheduler(self.runner, max_batch=1)
+        req = Request(ids, params, out.append, adapter=self.adapter_key(adapter))
+        sched.add(req)
+        try:
+            while sched.busy:
+                sched.step()
+                for ev in out:
+                    if isinstance(ev, Failed):
+                        raise ev.error
+                    yield ev
+                out.clear()
+        finally:
+            if not req.done:  # the consumer stopped early
+                req.abort()
+
+    def stream(
+        self, messages: Messages, params: GenParams | None = None, *, adapter: str | None = None
+    ) -> Iterator[str]:
+        """Yield the answer piece by piece as tokens are generated."""
+        for ev in self.events(messages, params, adapter=adapter):
+            if isinstance(ev, Delta):
+                yield ev.text
+
+    @property
+    def worker(self) -> Any:
+        """The background :class:`BatchWorker` (started on first use)."""
+        with self._worker_lock:
+            if self._worker is None:
+                from tunesmith.infer.batching import BatchWorker
+
+                self._worker = BatchWorker(self.runner, max_batch=self.max_batch)
+            return self._worker
+
+    def close(self) -> None:
+        """Stop the background worker, if any."""
+        with self._worker_lock:
+            if self._worker is not None:
+                self._worker.close()
+                self._worker = None
+
+
+# -- loading helpers -------------------------------------------------------------------------
+def _adapter_public_name(path_or_run: str, where: Loaded) -> str:
+    if where.run_config is not None:
+        return Path(path_or_run).resolve().name
+    p = Path(where.adapter or "adapter").resolve()
+    return p.parent.name if p.name == "adapter" and p.parent.name else p.name
+
+
+def _context_length(model: Any, tokenizer: Any) -> int:
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else None
+    n = getattr(cfg or model.config, "max_position_embeddings", None)
+    if not n:
+        n = getattr(tokenizer, "model_max_length", 0)
+    return int(n) if n and n < 10**8 else 1 << 30
+
+
+def pick_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_base(name: str, *, dtype: str = "auto", bits: int | None = None, device: str = "auto"):
+    """Load base weights, optionally quantised to 4 or 8 bits with bitsandbytes."""
+    from tunesmith.model.loader import load_model
+
+    device = pick_device(device)
+    if bits is None:
+        return load_model(name, dtype=dtype).to(device)
+    if bits not in (4, 8):
+        raise ConfigError(f"--bits {bits}: choose 4 or 8")
+    return _load_quantized(name, dtype=dtype, bits=bits, device=device)
+
+
+def check_quantizable(path: str, bits: int, device: str) -> None:
+    """Fail early, in one line, when bitsandbytes cannot run this model's shapes."""
+    if bits != 4 or not device.startswith("cpu"):
+        return
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    head = skeleton.get_output_embeddings()
+    for name, mod in skeleton.named_modules():
+        linear = isinstance(mod, torch.nn.Linear) and mod is not head
+        if linear and (mod.out_features % 32 or mod.in_features % 2):
+            raise ConfigError(
+                f"--bits 4: layer {name} is {mod.in_features}->{mod.out_features}; 4-bit on "
+                "CPU needs output sizes that are multiples of 32; use --bits 8 or no --bits"
+            )
+
+
+def _load_quantized(name: str, *, dtype: str, bits: int, device: str) -> Any:
+    from tunesmith.model.loader import pick_dtype, quiet_transformers, resolve_model_path
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"--bits {bits} needs bitsandbytes: pip install 'tunesmith[quant]'"
+        ) from None
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quiet_transformers()
+    path = resolve_model_path(name)
+    check_quantizable(path, bits, device)
+    compute = pick_dtype(dtype)
+    if bits == 4:
+        q = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute
+        )
+    else:
+        q = BitsAndBytesConfig(load_in_8bit=True)
+        # bitsandbytes warns on every 8-bit matmul on CPU that inputs are cast to fp16.
+        warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            path, quantization_config=q, dtype=compute, device_map={"": device}
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"--bits {bits}: cannot load {name!r} quantised ({first})") from None
+
+
+def attach_adapters(model: Any, named: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """Load LoRA adapters onto ``model``; returns the PeftModel and public -> peft names."""
+    from peft import PeftModel
+
+    keys: dict[str, str] = {}
+    peft_model = model
+    for i, (public, path) in enumerate(named.items()):
+        key = re.sub(r"\W", "_", public) + f"_{i}"  # peft names must be module-safe
+        try:
+            with quiet_peft():
+                if i == 0:
+                    peft_model = PeftModel.from_pretrained(model, path, adapter_name=key)
+                else:
+                    peft_model.load_adapter(path, adapter_name=key)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"adapter {public!r} at {path}: cannot load ({first[:200]})"
+            ) from None
+        keys[public] = key
+    return peft_model, keys

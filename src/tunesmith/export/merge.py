@@ -1,0 +1,200 @@
+"""Export a run as a standard Hugging Face folder: LoRA/DoRA merged into the base weights.
+
+The folder holds sharded safetensors, ``config.json``, a generation config that stops at the
+template's end-of-turn tokens, the tokenizer with the training chat template, a short model card
+(``README.md``) and an Ollama ``Modelfile``. It loads with plain ``transformers``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import ConfigError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class ExportResult:
+    """What was written."""
+
+    out: Path
+    merged: bool
+    files: list[str] = field(default_factory=list)
+
+
+def quantization_of(model_path: str) -> str | None:
+    """The quantisation method recorded in a model folder's ``config.json``, if any."""
+    cfg_file = Path(model_path) / "config.json"
+    if not cfg_file.is_file():
+        return None
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    q = cfg.get("quantization_config")
+    if not q:
+        return None
+    return str(q.get("quant_method", "quantized")) if isinstance(q, dict) else "quantized"
+
+
+def refuse_quantized(model: Any, what: str) -> None:
+    """Merging into quantised weights would round the adapter away: refuse, in one line."""
+    q = getattr(getattr(model, "config", None), "quantization_config", None)
+    if q is not None or getattr(model, "is_quantized", False):
+        raise ConfigError(
+            f"{what}: the base weights are quantized; merging into them loses the adapter's "
+            "precision. Dequantize first (load the base in float32/bfloat16) or export the "
+            "adapter as is with --adapter-only"
+        )
+
+
+def merge_adapter(model: Any) -> Any:
+    """Fold the adapter(s) of a ``PeftModel`` into its base weights; returns the plain model."""
+    refuse_quantized(model.get_base_model() if hasattr(model, "get_base_model") else model, "merge")
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    return model.merge_and_unload(safe_merge=True)
+
+
+def export(
+    run_or_model: str,
+    out: str | Path,
+    *,
+    adapter: str | None = None,
+    dtype: str | None = None,
+    max_shard_size: str | int = "2GB",
+    adapter_only: bool = False,
+    force: bool = False,
+) -> ExportResult:
+    """Write ``run_or_model`` (a run directory, or a base model plus ``adapter``) to ``out``.
+
+    Args:
+        run_or_model: run directory, or base model path / hub id / ``builtin:...``.
+        out: destination folder (written atomically; must be empty unless ``force``).
+        adapter: LoRA adapter folder when ``run_or_model`` is a base model.
+        dtype: weights dtype of the export (default: the base model's).
+        max_shard_size: largest safetensors shard, e.g. ``"500MB"``.
+        adapter_only: copy the adapter (no merge), e.g. for quantized bases.
+        force: replace a non-empty ``out``.
+    """
+    from tunesmith.export.rundir import locate
+
+    where = locate(run_or_model, adapter)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ConfigError(f"--out {out}: folder is not empty; pass --force to replace it")
+    if dtype is not None and dtype not in DTYPES:
+        raise ConfigError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    run_dir = Path(run_or_model) if where.run_config is not None else None
+    if adapter_only and not where.adapter:
+        raise ConfigError(f"{run_or_model}: --adapter-only needs a LoRA run or --adapter PATH")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        if adapter_only:
+            assert where.adapter is not None
+            merged, model, tokenizer = False, None, _tokenizer(where)
+            shutil.copytree(where.adapter, tmp, dirs_exist_ok=True)
+        else:
+            merged, model, tokenizer = _merge_and_save(where, tmp, dtype, max_shard_size)
+        _write_extras(tmp, where, run_dir, model, tokenizer, merged=merged, dtype=dtype)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return ExportResult(out, merged, sorted(p.name for p in out.iterdir()))
+
+
+def _tokenizer(where: Any) -> Any:
+    from tunesmith.export.rundir import load_tokenizer_from
+
+    return load_tokenizer_from(where.tokenizer or where.base)
+
+
+def _merge_and_save(where: Any, tmp: Path, dtype: str | None, shard: str | int) -> Any:
+    import torch
+
+    from tunesmith.model.loader import load_model, resolve_model_path
+
+    base_path = resolve_model_path(where.base)
+    method = quantization_of(base_path)
+    if method and where.adapter:
+        raise ConfigError(
+            f"{where.base}: the base weights are quantized ({method}); merging into them loses "
+            "the adapter's precision. Dequantize first (a float32/bfloat16 copy of the base) or "
+            "export the adapter as is with --adapter-only"
+        )
+    tokenizer = _tokenizer(where)
+    model = load_model(where.base, dtype="float32")  # merge in full precision
+    if where.adapter:
+        from peft import PeftModel
+
+        from tunesmith.export.rundir import quiet_peft
+
+        with quiet_peft():
+            model = merge_adapter(PeftModel.from_pretrained(model, where.adapter))
+    if dtype is not None:
+        model = model.to(getattr(torch, dtype))
+    model.config.use_cache = True
+    model.save_pretrained(tmp, max_shard_size=shard)
+    tokenizer.save_pretrained(tmp)
+    return bool(where.adapter), model, tokenizer
+
+
+def _write_extras(
+    tmp: Path,
+    where: Any,
+    run_dir: Path | None,
+    model: Any,
+    tokenizer: Any,
+    *,
+    merged: bool,
+    dtype: str | None,
+) -> None:
+    """Generation config, model card and Modelfile."""
+    from tunesmith.export.card import model_card
+    from tunesmith.export.modelfile import modelfile
+    from tunesmith.export.rundir import stop_token_ids
+
+    if model is not None:
+        from transformers import GenerationConfig
+
+        stops = stop_token_ids(model, tokenizer)
+        gen = GenerationConfig(
+            eos_token_id=stops if len(stops) > 1 else stops[0],
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )
+        gen.save_pretrained(tmp)
+        weights = str(model.dtype).removeprefix("torch.")
+    else:
+        stops = stop_token_ids(None, tokenizer)  # the template's end-of-turn tokens
+        weights = "adapter"
+    cfg = where.run_config or {}
+    name = run_dir.resolve().name if run_dir is not None else Path(where.adapter or where.base).name
+    card = model_card(
+        name=name,
+        base=where.base,
+        run_config=cfg,
+        run_dir=run_dir,
+        merged=merged,
+        dtype=dtype or weights,
+    )
+    (tmp / "README.md").write_text(card, encoding="utf-8")
+    system = (cfg.get("data") or {}).get("system")
+    stop_text = [t for t in tokenizer.convert_ids_to_tokens(stops) if t]
+    source = "." if model is not None else where.base
+    text = modelfile(tokenizer, stop_text, source=source, system=system)
+    if model is None:
+        text += "ADAPTER .\n"
+    (tmp / "Modelfile").write_text(text, encoding="utf-8")

@@ -1,0 +1,207 @@
+"""CLI verbs after training: ``chat``, ``export`` and ``serve``.
+
+``add_commands(subparsers)`` registers them on the main parser. If a ``chat`` parser exists
+already, it is upgraded in place (missing flags added, handler replaced), so either order works.
+Heavy imports happen inside the handlers; user errors are ``TunesmithError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import ConfigError
+
+API_KEY_ENV = "TUNESMITH_API_KEY"
+
+
+def _add(p: argparse.ArgumentParser, *flags: str, **kw: Any) -> None:
+    """Add an argument unless the parser already has it (upgrading an existing parser)."""
+    if flags[0].startswith("-") and any(f in p._option_string_actions for f in flags):
+        return
+    if not flags[0].startswith("-") and any(a.dest == flags[0] for a in p._actions):
+        return
+    p.add_argument(*flags, **kw)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    _add(p, "--bits", type=int, choices=[4, 8], help="quantise the base with bitsandbytes")
+    _add(p, "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    _add(p, "--threads", type=int, help="torch CPU threads (1 is often fastest on a busy CPU)")
+
+
+def _gen_args(p: argparse.ArgumentParser, *, max_new_tokens: int) -> None:
+    _add(p, "--max-new-tokens", type=int, default=max_new_tokens)
+    _add(p, "--temperature", type=float, default=0.0, help="0 = greedy")
+    _add(p, "--top-p", type=float, default=1.0)
+    _add(p, "--top-k", type=int, default=0, help="0 = off")
+    _add(p, "--repetition-penalty", type=float, default=1.0)
+    _add(p, "--stop", action="append", default=None, help="stop string (repeatable)")
+    _add(p, "--seed", type=int, default=None)
+
+
+def gen_params(args: argparse.Namespace) -> Any:
+    """``GenParams`` from chat flags (flags an older parser lacks take their defaults)."""
+    from tunesmith.infer.engine import GenParams
+
+    return GenParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=getattr(args, "top_k", 0),
+        repetition_penalty=getattr(args, "repetition_penalty", 1.0),
+        stop=list(getattr(args, "stop", None) or []),
+        seed=args.seed,
+    ).check()
+
+
+# -- chat ------------------------------------------------------------------------------------
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Chat in the terminal, or answer one prompt."""
+    from tunesmith.infer.chat import answer_once, chat_loop
+    from tunesmith.infer.engine import Engine
+
+    target = args.run or args.model
+    if not target:
+        raise ConfigError("chat: give a run directory or --model MODEL [--adapter PATH]")
+    params = gen_params(args)
+    engine = Engine.load(
+        target,
+        adapter=args.adapter,
+        bits=getattr(args, "bits", None),
+        dtype=getattr(args, "dtype", "auto"),
+        threads=getattr(args, "threads", None),
+    )
+    system = args.system
+    if system is None:
+        system = ((engine.run_config or {}).get("data") or {}).get("system")
+    if args.prompt is not None:
+        print(answer_once(engine, args.prompt, params, system))
+        return 0
+    chat_loop(engine, params, system=system)
+    return 0
+
+
+def add_chat(sub: Any) -> argparse.ArgumentParser:
+    """Register (or upgrade) ``tunesmith chat``."""
+    c = sub.choices.get("chat") or sub.add_parser("chat", help="chat with a trained run or a model")
+    _add(c, "run", nargs="?", help="run directory (or model path)")
+    _add(c, "--model", help="base model (path, hub id or builtin:...)")
+    _add(c, "--adapter", help="LoRA adapter directory")
+    _add(c, "--prompt", help="answer this one prompt and exit")
+    _add(c, "--system", help="system prompt")
+    _gen_args(c, max_new_tokens=256)
+    _model_args(c)
+    c.set_defaults(func=cmd_chat)
+    return c
+
+
+# -- export ----------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    """Merge and write a Hugging Face folder (+ model card, Modelfile)."""
+    from tunesmith.export.merge import export
+
+    result = export(
+        args.run,
+        args.out,
+        adapter=args.adapter,
+        dtype=args.dtype,
+        max_shard_size=args.max_shard_size,
+        adapter_only=args.adapter_only,
+        force=args.force,
+    )
+    what = "merged model" if result.merged else "adapter" if args.adapter_only else "model"
+    print(f"wrote {what} to {result.out}: {', '.join(result.files)}")
+    print(f"try: tunesmith chat {result.out}   |   ollama create NAME -f {result.out}/Modelfile")
+    return 0
+
+
+def add_export(sub: Any) -> argparse.ArgumentParser:
+    """Register ``tunesmith export``."""
+    e = sub.add_parser("export", help="merge a run into a standard Hugging Face folder")
+    e.add_argument("run", help="run directory (or base model with --adapter)")
+    e.add_argument("--out", required=True, help="destination folder")
+    e.add_argument("--adapter", help="LoRA adapter folder (when RUN is a base model)")
+    e.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
+    e.add_argument("--max-shard-size", default="2GB", help="e.g. 500MB, 2GB (default 2GB)")
+    e.add_argument("--adapter-only", action="store_true", help="copy the adapter, no merge")
+    e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.set_defaults(func=cmd_export)
+    return e
+
+
+# -- serve -----------------------------------------------------------------------------------
+def parse_adapters(specs: list[str] | None) -> dict[str, str]:
+    """``NAME=PATH`` items (a bare PATH is named after its folder)."""
+    named: dict[str, str] = {}
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec).resolve().name, spec
+        if not name or not path:
+            raise ConfigError(f"--adapter {spec!r}: expected NAME=PATH")
+        if name in named:
+            raise ConfigError(f"--adapter {spec!r}: the name {name!r} is used twice")
+        named[name] = path
+    return named
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve an OpenAI-compatible API."""
+    try:
+        from tunesmith.infer.server import Limits, serve
+    except ImportError as exc:
+        raise ConfigError(
+            f"serve needs the server extras: pip install 'tunesmith[serve]' ({exc})"
+        ) from None
+    from tunesmith.infer.engine import Engine
+
+    engine = Engine.load(
+        args.model,
+        adapters=parse_adapters(args.adapter),
+        bits=args.bits,
+        dtype=args.dtype,
+        max_batch=args.max_batch,
+        threads=args.threads,
+    )
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    limits = Limits(
+        max_body_bytes=args.max_body_bytes,
+        max_tokens=args.max_tokens,
+        default_max_tokens=min(args.default_max_tokens, args.max_tokens),
+        max_concurrent=args.max_concurrent,
+    )
+    print(f"serving {', '.join(engine.model_names())} on http://{args.host}:{args.port}/v1")
+    if not api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: no --api-key (or ${API_KEY_ENV}); anyone who can reach it may use it")
+    serve(engine, host=args.host, port=args.port, api_key=api_key, limits=limits)
+    return 0
+
+
+def add_serve(sub: Any) -> argparse.ArgumentParser:
+    """Register ``tunesmith serve``."""
+    s = sub.add_parser("serve", help="OpenAI-compatible API for a run or model")
+    s.add_argument("model", help="run directory, model folder, hub id or builtin:...")
+    s.add_argument(
+        "--adapter", action="append", metavar="NAME=PATH", help="extra LoRA adapter (repeatable)"
+    )
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key", help=f"require Authorization: Bearer KEY (or ${API_KEY_ENV})")
+    _model_args(s)
+    s.add_argument("--max-batch", type=int, default=32, help="sequences decoded together")
+    s.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens accepted")
+    s.add_argument("--default-max-tokens", type=int, default=512)
+    s.add_argument("--max-concurrent", type=int, default=256, help="requests in flight")
+    s.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    s.set_defaults(func=cmd_serve)
+    return s
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``chat`` (or upgrade it), ``export`` and ``serve`` on the CLI's subparsers."""
+    add_chat(sub)
+    add_export(sub)
+    add_serve(sub)
