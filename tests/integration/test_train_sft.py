@@ -27,7 +27,7 @@ def small_config(tmp_path: Path, method: str, **extra: Any) -> Any:
         "output": {"dir": str(tmp_path / f"run-{method}")},
     }
     for key, value in extra.items():
-        tree[key].update(value)
+        tree.setdefault(key, {}).update(value)
     return load_config(tree=tree)
 
 
@@ -114,3 +114,32 @@ def test_run_directory_contents(lora_run: sft.TrainResult) -> None:
 
     tok = AutoTokenizer.from_pretrained(run_dir / "adapter")
     assert tok.chat_template == lora_run.tokenizer.chat_template
+
+
+def test_validation_samples_and_early_stopping(tmp_path: Path, tiny_qwen2: Path) -> None:
+    import json
+
+    cfg = small_config(
+        tmp_path,
+        "full",
+        eval={
+            "every": 3,
+            "val_split": 8,
+            "prompts": ["Who are you?", "What is 2 + 3?"],
+            "max_new_tokens": 8,
+            "early_stopping_patience": 1,
+        },
+        train={"lr": 0.5, "max_steps": 30, "max_grad_norm": None},  # diverges: val loss rises
+    )
+    result = sft.run(cfg, show_progress=False)
+    run_dir = result.run_dir
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["stopped_early"] and result.steps < 30
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in records if "val_loss" in r]
+    assert vals and all(r["val_ppl"] > 1 for r in vals if "val_ppl" in r)
+    assert all("rss_peak_mib" in r for r in records if "loss" in r)
+    samples = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    steps = sorted({s["step"] for s in samples})
+    assert steps[0] == 0 and 3 in steps  # before training and every 3 steps
+    assert {s["prompt"] for s in samples} == {"Who are you?", "What is 2 + 3?"}

@@ -92,3 +92,86 @@ class ProgressBar:
         """Move to ``step`` and show the latest numbers."""
         text = "loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s".format(**stats)
         self.progress.update(self.task, completed=step, stats=text)
+
+
+def memory_mib() -> dict[str, float]:
+    """Peak resident memory of this process (and peak GPU memory when on CUDA), in MiB."""
+    import resource
+
+    import torch
+
+    out = {"rss_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        out["gpu_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+class SampleGenerations:
+    """Answers fixed prompts with the model being trained (XTuner's EvaluateChatHook).
+
+    Uses the same inference engine and chat template as ``tunesmith chat``; each round is shown
+    and appended to ``samples.jsonl`` with its step.
+    """
+
+    def __init__(
+        self,
+        prompts: list[str],
+        path: Path,
+        *,
+        max_new_tokens: int,
+        system: str | None = None,
+        show: Any = None,
+    ) -> None:
+        self.prompts, self.path = prompts, path
+        self.max_new_tokens, self.system = max_new_tokens, system
+        self.show = show
+
+    def __call__(self, model: Any, tokenizer: Any, step: int) -> list[dict[str, Any]]:
+        """Generate greedily for every prompt at ``step``; the model is left in train mode."""
+        from tunesmith.infer.engine import Engine, GenParams
+
+        if not self.prompts:
+            return []
+        was_training = model.training
+        engine = Engine(model, tokenizer)
+        convs = [
+            ([{"role": "system", "content": self.system}] if self.system else [])
+            + [{"role": "user", "content": p}]
+            for p in self.prompts
+        ]
+        answers = engine.generate(convs, GenParams(max_new_tokens=self.max_new_tokens))
+        if was_training:
+            model.train()
+        rows = [{"step": step, "prompt": p, "answer": a} for p, a in zip(self.prompts, answers)]
+        with self.path.open("a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if self.show is not None:
+            for row in rows:
+                self.show(f"[step {step}] {row['prompt']!r} -> {row['answer'][:120]!r}")
+        return rows
+
+
+class EarlyStopping:
+    """Stops when validation loss has not improved for ``patience`` evaluations."""
+
+    def __init__(self, patience: int | None, min_delta: float = 0.0) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best = float("inf")
+        self.bad = 0
+
+    def update(self, val_loss: float) -> bool:
+        """Record a validation loss; True when training should stop."""
+        if val_loss < self.best - self.min_delta:
+            self.best, self.bad = val_loss, 0
+            return False
+        self.bad += 1
+        return self.patience is not None and self.bad >= self.patience
+
+    def state(self) -> dict[str, Any]:
+        """For checkpoints (so a resumed run keeps counting)."""
+        return {"best": self.best, "bad": self.bad}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state`."""
+        self.best, self.bad = state.get("best", float("inf")), state.get("bad", 0)

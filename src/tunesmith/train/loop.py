@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,6 +30,14 @@ class StepStats:
     tokens: int  # trained tokens in the step (all processes)
     seq_tokens: int  # real (non-padding) tokens fed to the model on this process
     grad_norm: float | None
+    metrics: dict[str, float] = field(default_factory=dict)  # extra numbers for the log
+
+
+StepFn = Callable[[list[dict[str, Any]]], StepStats]
+"""One optimiser step over the step's micro-batches on this process (see ``train_step``)."""
+
+EvalFn = Callable[[], dict[str, float]]
+"""Validation numbers for the log, e.g. ``{"val_loss": ...}`` (called on every process)."""
 
 
 def make_batches(
@@ -129,6 +137,24 @@ def train_step(
             accelerator.backward(part * scale)
         loss_sum += part.detach()
         seq_tokens += _real_tokens(batch)
+    grad_norm = optimizer_step(model, optimizer, scheduler, accelerator, max_grad_norm)
+    global_loss = accelerator.reduce(loss_sum, reduction="sum")
+    return StepStats(
+        loss=float(global_loss) / max(total_tokens, 1),
+        tokens=total_tokens,
+        seq_tokens=seq_tokens,
+        grad_norm=grad_norm,
+    )
+
+
+def optimizer_step(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    accelerator: Any,
+    max_grad_norm: float | None,
+) -> float | None:
+    """Clip (when asked), step the optimiser and the schedule, clear gradients; the grad norm."""
     grad_norm = None
     if max_grad_norm is not None:
         norm = accelerator.clip_grad_norm_(
@@ -138,13 +164,7 @@ def train_step(
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    global_loss = accelerator.reduce(loss_sum, reduction="sum")
-    return StepStats(
-        loss=float(global_loss) / max(total_tokens, 1),
-        tokens=total_tokens,
-        seq_tokens=seq_tokens,
-        grad_norm=grad_norm,
-    )
+    return grad_norm
 
 
 def _real_tokens(batch: dict[str, Any]) -> int:
@@ -175,7 +195,12 @@ def evaluate_loss(
 
 
 class Loop:
-    """Runs optimiser steps with logging, validation, checkpoints and a clean Ctrl-C."""
+    """Runs optimiser steps with logging, validation, checkpoints and a clean Ctrl-C.
+
+    ``step_fn`` (default: SFT's ``train_step``) does one optimiser step; the numbers in its
+    ``StepStats.metrics`` join each logged record. ``eval_fn`` (default: the validation loss over
+    ``val_batches``, when there are any) gives the validation numbers.
+    """
 
     def __init__(
         self,
@@ -187,17 +212,49 @@ class Loop:
         run_dir: Any,
         val_batches: list[dict[str, Any]],
         guard: dict[str, Any],
+        *,
+        step_fn: StepFn | None = None,
+        eval_fn: EvalFn | None = None,
+        sampler: Any = None,
+        tokenizer: Any = None,
     ) -> None:
-        from tunesmith.train.callbacks import MetricsLog
+        from tunesmith.train.callbacks import EarlyStopping, MetricsLog
 
         self.cfg, self.accelerator = cfg, accelerator
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.run_dir, self.val_batches, self.guard = run_dir, val_batches, guard
+        self.step_fn: StepFn = step_fn or self._sft_step
+        self.eval_fn: EvalFn | None = eval_fn or (self._val_loss if val_batches else None)
         self.log = MetricsLog(run_dir / "metrics.jsonl")
         self.step = 0
         self.first_loss: float = float("nan")
         self.last_loss: float = float("nan")
         self.interrupted = False
+        self.stopped_early = False
+        self.sampler, self.tokenizer = sampler, tokenizer
+        self.early = EarlyStopping(cfg.eval.early_stopping_patience)
+        self.eval_every = cfg.eval.every or cfg.train.log_every * 10
+
+    def _sft_step(self, micro: list[dict[str, Any]]) -> StepStats:
+        return train_step(
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.accelerator,
+            micro,
+            attn_implementation=self.cfg.model.attn_implementation,
+            max_grad_norm=self.cfg.train.max_grad_norm,
+        )
+
+    def _val_loss(self) -> dict[str, float]:
+        return {
+            "val_loss": evaluate_loss(
+                self.model,
+                self.accelerator,
+                self.val_batches,
+                attn_implementation=self.cfg.model.attn_implementation,
+            )
+        }
 
     def run(
         self,
@@ -220,6 +277,9 @@ class Loop:
         epoch_now, in_epoch = state["epoch"], state["steps_in_epoch"]
         self.first_loss = state.get("first_loss", float("nan"))
         self.last_loss = state.get("last_loss", float("nan"))
+        self.early.load(state.get("early", {}))
+        if self.step == 0:
+            self.generate_samples()  # answers before training, for comparison
         stop = threading.Event()
         previous = None
         if threading.current_thread() is threading.main_thread():
@@ -232,15 +292,7 @@ class Loop:
                     epoch, micro = next(stream)
                     if epoch != epoch_now:
                         epoch_now, in_epoch = epoch, 0
-                    stats = train_step(
-                        self.model,
-                        self.optimizer,
-                        self.scheduler,
-                        self.accelerator,
-                        micro,
-                        attn_implementation=self.cfg.model.attn_implementation,
-                        max_grad_norm=tc.max_grad_norm,
-                    )
+                    stats = self.step_fn(micro)
                     self.step += 1
                     in_epoch += 1
                     if self.first_loss != self.first_loss:  # NaN: not set yet
@@ -248,28 +300,38 @@ class Loop:
                     self.last_loss = stats.loss
                     window_tokens += stats.seq_tokens * self.accelerator.num_processes
                     last = self.step == total_steps
-                    if self.step % tc.log_every == 0 or last or self.step == 1:
+                    due_eval = self.step % self.eval_every == 0 and not last
+                    if self.step % tc.log_every == 0 or last or self.step == 1 or due_eval:
                         elapsed = time.perf_counter() - window_start
-                        record = self._record(stats, epoch_now, window_tokens / elapsed, t_start)
+                        record = self._record(
+                            stats, epoch_now, window_tokens / elapsed, t_start, due_eval
+                        )
                         bar.update(self.step, record)
                         window_tokens, window_start = 0, time.perf_counter()
                     position = {"epoch": epoch_now, "steps_in_epoch": in_epoch}
                     periodic = tc.save_every and (self.step % tc.save_every == 0 or last)
-                    if periodic or stop.is_set():
+                    halt = stop.is_set() or self.stopped_early
+                    if periodic or halt:
                         self._save(position)  # last thing in the step: see checkpoint.py
-                    if stop.is_set() and not last:
-                        self.interrupted = True
+                    if halt and not last:
+                        self.interrupted = stop.is_set()
                         break
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
     def _record(
-        self, stats: StepStats, epoch: int, tokens_per_s: float, t_start: float
+        self,
+        stats: StepStats,
+        epoch: int,
+        tokens_per_s: float,
+        t_start: float,
+        evaluate: bool = False,
     ) -> dict[str, Any]:
         import time
 
-        tc = self.cfg.train
+        from tunesmith.train.callbacks import memory_mib
+
         record = {
             "step": self.step,
             "epoch": epoch + 1,
@@ -279,17 +341,31 @@ class Loop:
             "trained_tokens": stats.tokens,
             "tokens_per_s": tokens_per_s,
             "elapsed_s": round(time.perf_counter() - t_start, 2),
+            **stats.metrics,
+            **memory_mib(),
         }
-        if self.val_batches and (self.step % (tc.log_every * 10) == 0 or self.step == 1):
-            record["val_loss"] = evaluate_loss(
-                self.model,
-                self.accelerator,
-                self.val_batches,
-                attn_implementation=self.cfg.model.attn_implementation,
-            )
+        if evaluate:
+            record.update(self.evaluate())
+            self.generate_samples()
         if self.accelerator.is_main_process:
             self.log.write(record)
         return record
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation numbers (every process: the reduction is collective), early stopping."""
+        if self.eval_fn is None:
+            return {}
+        out = dict(self.eval_fn())
+        if "val_loss" in out:
+            out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
+            self.stopped_early = self.early.update(out["val_loss"])
+        return out
+
+    def generate_samples(self) -> None:
+        """Answer ``eval.prompts`` with the current weights (main process only)."""
+        if self.sampler is None or not self.accelerator.is_main_process:
+            return
+        self.sampler(self.accelerator.unwrap_model(self.model), self.tokenizer, self.step)
 
     def _save(self, position: dict[str, Any]) -> None:
         from tunesmith.train.checkpoint import save_checkpoint
@@ -299,6 +375,7 @@ class Loop:
             **position,
             "first_loss": self.first_loss,
             "last_loss": self.last_loss,
+            "early": self.early.state(),
             "guard": self.guard,
         }
         save_checkpoint(
@@ -318,24 +395,20 @@ class Loop:
 
         from tunesmith.train.callbacks import plot_loss
 
-        val = None
-        if self.val_batches:
-            val = evaluate_loss(
-                self.model,
-                self.accelerator,
-                self.val_batches,
-                attn_implementation=self.cfg.model.attn_implementation,
-            )
+        val = self.evaluate()
+        self.generate_samples()
         if not self.accelerator.is_main_process:
             return
-        if val is not None:
-            self.log.write({"step": self.step, "val_loss": val})
+        if val:
+            self.log.write({"step": self.step, **val})
         plot_loss(self.log.read(), self.run_dir / "loss.png")
         summary = {
             "first_loss": self.first_loss,
             "last_loss": self.last_loss,
             "steps": self.step,
             "interrupted": self.interrupted,
+            "stopped_early": self.stopped_early,
+            "best_val_loss": self.early.best if self.early.best != float("inf") else None,
             "seconds": round(seconds, 1),
         }
         (self.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

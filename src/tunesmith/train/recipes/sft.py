@@ -60,6 +60,7 @@ def prepare_run_dir(cfg: RunConfig, *, resume_step: int | None = None) -> Path:
 
 RUN_FILES = (
     "metrics.jsonl",
+    "samples.jsonl",
     "loss.png",
     "data_report.md",
     "model",
@@ -247,7 +248,27 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     for _ in range(state["steps_in_epoch"]):
         next(stream)
 
-    loop = Loop(cfg, accelerator, model, optimizer, scheduler, run_dir, val_batches, guard)
+    from tunesmith.train.callbacks import SampleGenerations
+
+    sampler = SampleGenerations(
+        cfg.eval.prompts,
+        run_dir / "samples.jsonl",
+        max_new_tokens=cfg.eval.max_new_tokens,
+        system=cfg.data.system,
+        show=say,
+    )
+    loop = Loop(
+        cfg,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        run_dir,
+        val_batches,
+        guard,
+        sampler=sampler if cfg.eval.prompts else None,
+        tokenizer=tokenizer,
+    )
     loop.run(stream, state, total_steps, show_progress=show_progress, t_start=t_start)
 
     # 5. Save in standard formats.
