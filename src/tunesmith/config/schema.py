@@ -213,7 +213,7 @@ class PreferenceConfig(Section):
     undesirable_weight: float = Field(1.0, gt=0, description="KTO weight of undesirable ones.")
     pref_ftx: float = Field(0.0, ge=0, description="Weight of an SFT term on chosen replies.")
     precompute_ref: bool = Field(
-        False, description="Full tuning: precompute reference log-probs instead of a frozen copy."
+        False, description="Precompute reference log-probs once instead of a reference forward."
     )
 
 

@@ -149,7 +149,7 @@ def prepare(cfg: DataConfig, renderer: Renderer, *, stage: str = "sft") -> Prepa
         if ds.shuffle:
             rendered = list(rendered)
             rng.shuffle(rendered)
-        n_val = _val_count(len(rendered), cfg.val_size)
+        n_val = val_count(len(rendered), cfg.val_size)
         n_val = min(n_val, max(len(rendered) - 1, 0))
         val += [r.as_dict() for r in rendered[:n_val]]
         report.val_samples = n_val
@@ -381,7 +381,7 @@ def write_report(report: DataReport, run_dir: Path) -> Path:
     return path
 
 
-def _val_count(n: int, val_size: float | int) -> int:
+def val_count(n: int, val_size: float | int) -> int:
     """Rows of a source held out: a share when below 1, else a count."""
     if not val_size:
         return 0

@@ -35,7 +35,7 @@ import torch
 
 from tunesmith.config.schema import DataConfig, DatasetConfig
 from tunesmith.data.collate import collate_padded
-from tunesmith.data.engine import PreparedData, _val_count, load_source
+from tunesmith.data.engine import PreparedData, load_source, val_count
 from tunesmith.data.mixing import draw, interleave, plan_mix
 from tunesmith.data.render import Rendered, Renderer, SkipSample
 from tunesmith.data.report import DataReport, SourceReport
@@ -257,7 +257,7 @@ def prepare_pairs(cfg: DataConfig, renderer: Renderer, *, stage: str) -> Prepare
         report.rows_kept = len(samples)
         if ds.shuffle:
             rng.shuffle(samples)
-        n_val = min(_val_count(len(samples), cfg.val_size), max(len(samples) - 1, 0))
+        n_val = min(val_count(len(samples), cfg.val_size), max(len(samples) - 1, 0))
         val += samples[:n_val]
         report.val_samples = n_val
         pools.append(samples[n_val:])

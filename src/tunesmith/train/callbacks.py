@@ -91,6 +91,10 @@ class ProgressBar:
     def update(self, step: int, stats: dict[str, float]) -> None:
         """Move to ``step`` and show the latest numbers."""
         text = "loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s".format(**stats)
+        if "rewards/accuracies" in stats:
+            text += "  acc {:.2f}".format(stats["rewards/accuracies"])
+        if "rewards/margins" in stats:
+            text += "  margin {:.3f}".format(stats["rewards/margins"])
         self.progress.update(self.task, completed=step, stats=text)
 
 

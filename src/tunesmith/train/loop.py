@@ -357,7 +357,8 @@ class Loop:
             return {}
         out = dict(self.eval_fn())
         if "val_loss" in out:
-            out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
+            if self.eval_fn == self._val_loss:  # a language-model loss: perplexity is meaningful
+                out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
             self.stopped_early = self.early.update(out["val_loss"])
         return out
 

@@ -115,7 +115,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.model.loader import load_model, load_tokenizer
     from tunesmith.train.checkpoint import load_checkpoint, resolve_resume
     from tunesmith.train.loop import Loop, micro_batch_stream, steps_per_epoch
-    from tunesmith.train.recipes.sft import _check_guard, _checkpoint_step
+    from tunesmith.train.recipes.sft import check_guard, checkpoint_step
 
     say = console.print if console is not None else print
     t_start = time.perf_counter()
@@ -124,7 +124,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     if tc.threads:
         torch.set_num_threads(tc.threads)
     ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
-    run_dir = prepare_run_dir(cfg, resume_step=_checkpoint_step(ckpt) if ckpt else None)
+    run_dir = prepare_run_dir(cfg, resume_step=checkpoint_step(ckpt) if ckpt else None)
     seed_everything(tc.seed)
     accelerator = Accelerator(
         mixed_precision=choose_precision(tc.precision), cpu=not torch.cuda.is_available()
@@ -225,7 +225,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         state = load_checkpoint(
             ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
         )
-        _check_guard(state.get("guard", {}), guard, ckpt)
+        check_guard(state.get("guard", {}), guard, ckpt)
         say(f"resumed from {ckpt} (step {state['step']})")
     stream = micro_batch_stream(batches_for_epoch, tc.grad_accum, start_epoch=state["epoch"])
     for _ in range(state["steps_in_epoch"]):

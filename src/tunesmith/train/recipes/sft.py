@@ -160,7 +160,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     if tc.threads:
         torch.set_num_threads(tc.threads)
     ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
-    resume_step = _checkpoint_step(ckpt) if ckpt else None
+    resume_step = checkpoint_step(ckpt) if ckpt else None
     run_dir = prepare_run_dir(cfg, resume_step=resume_step)
     seed_everything(tc.seed)
     accelerator = Accelerator(
@@ -242,7 +242,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         state = load_checkpoint(
             ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
         )
-        _check_guard(state.get("guard", {}), guard, ckpt)
+        check_guard(state.get("guard", {}), guard, ckpt)
         say(f"resumed from {ckpt} (step {state['step']})")
     stream = micro_batch_stream(batches_for_epoch, tc.grad_accum, start_epoch=state["epoch"])
     for _ in range(state["steps_in_epoch"]):
@@ -285,11 +285,11 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     return TrainResult(run_dir, unwrapped, tokenizer, loop.first_loss, loop.last_loss, loop.step)
 
 
-def _checkpoint_step(path: Path) -> int:
+def checkpoint_step(path: Path) -> int:
     return int(json.loads((path / "state.json").read_text(encoding="utf-8"))["step"])
 
 
-def _check_guard(saved: dict[str, Any], now: dict[str, Any], ckpt: Path) -> None:
+def check_guard(saved: dict[str, Any], now: dict[str, Any], ckpt: Path) -> None:
     diff = [k for k in now if k in saved and saved[k] != now[k]]
     if diff:
         what = ", ".join(f"{k} {saved[k]} -> {now[k]}" for k in diff)
