@@ -91,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return launch_distributed(args, overrides)
     if cfg.method.stage in ("dpo", "orpo", "simpo", "kto"):
         from tunesmith.train.recipes import preference as recipe
+    elif cfg.method.stage in ("vlm_pretrain", "vlm_sft"):
+        from tunesmith.train.recipes import vlm as recipe
     else:
         from tunesmith.train.recipes import sft as recipe
     recipe.run(cfg, console=Console(stderr=True), show_progress=not args.no_progress)

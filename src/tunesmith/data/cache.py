@@ -147,6 +147,8 @@ def pack(samples: list[Rendered]) -> dict[str, Any]:
             [w for s in samples if s.weights is not None for w in s.weights], np.float32
         ),
         "truncated": np.array([s.truncated for s in samples], dtype=bool),
+        # Image references as JSON text per sample ("" without images): no pickling needed.
+        "images": np.array([json.dumps(s.images) if s.images else "" for s in samples], dtype=str),
     }
 
 
@@ -155,13 +157,15 @@ def unpack(arrays: Mapping[str, Any]) -> list[Rendered]:
     ids, labels = arrays["ids"].tolist(), arrays["labels"].tolist()
     lengths, has_w = arrays["lengths"].tolist(), arrays["has_w"].tolist()
     weights, truncated = arrays["weights"].tolist(), arrays["truncated"].tolist()
+    images = arrays["images"].tolist() if "images" in arrays else [""] * len(lengths)
     samples: list[Rendered] = []
     pos = wpos = 0
-    for n, hw, tr in zip(lengths, has_w, truncated):
+    for n, hw, tr, im in zip(lengths, has_w, truncated, images):
         w = None
         if hw:
             w, wpos = weights[wpos : wpos + n], wpos + n
-        samples.append(Rendered(ids[pos : pos + n], labels[pos : pos + n], w, bool(tr)))
+        refs = json.loads(im) if im else None
+        samples.append(Rendered(ids[pos : pos + n], labels[pos : pos + n], w, bool(tr), refs))
         pos += n
     return samples
 

@@ -174,6 +174,29 @@ def collate_packed(
     return out
 
 
+def add_pixel_values(
+    batch: dict[str, Any],
+    samples: Sequence[Sample],
+    image_processor: Any,
+    *,
+    allow_remote: bool = False,
+) -> dict[str, Any]:
+    """Add ``pixel_values`` for the images of ``samples`` (a vision-language batch).
+
+    ``samples`` are in batch order (padded: one per row; packed: row by row, left to right), so
+    the images line up with the image tokens in the flattened batch, which is the order a LLaVA
+    model scatters image features in. Image tokens already carry no loss (see ``data/images``).
+    """
+    from tunesmith.data.images import pixel_values
+
+    refs = [r for s in samples for r in (s.get("images") or [])]
+    if refs:
+        batch["pixel_values"] = pixel_values(
+            refs, image_processor, where="training batch", allow_remote=allow_remote
+        )
+    return batch
+
+
 def count_trained_tokens(batch: Mapping[str, Any]) -> int:
     """Number of positions whose *next* label is trained (the causal shift).
 
@@ -198,17 +221,21 @@ def model_inputs(batch: Mapping[str, Any], attn_implementation: str) -> dict[str
       the position ids.
     * Packed batch, flash-attention: the above plus ``cu_seq_lens_q``, ``cu_seq_lens_k``,
       ``max_length_q``, ``max_length_k`` (needed for batch > 1; harmless for batch 1).
+    * Either, with images: ``pixel_values`` too.
 
     Raises:
         ValueError: A packed batch with a backend not known to isolate packed sequences.
     """
+    extra = {"pixel_values": batch["pixel_values"]} if "pixel_values" in batch else {}
     if "position_ids" not in batch:
         return {
             "input_ids": batch["input_ids"],
             "attention_mask": batch["attention_mask"],
             "use_cache": False,
+            **extra,
         }
     kwargs: dict[str, Any] = {
+        **extra,
         "input_ids": batch["input_ids"],
         "position_ids": batch["position_ids"],
         "use_cache": False,

@@ -14,7 +14,7 @@ from typing import Any
 
 
 def add_commands(subparsers: Any) -> None:
-    """Register ``data preview``, ``data stats`` and ``data templates``."""
+    """Register ``data preview``, ``stats``, ``templates`` and ``toy-shapes``."""
     d = subparsers.add_parser("data", help="inspect the training data: preview, stats, templates")
     dsub = d.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
@@ -34,6 +34,17 @@ def add_commands(subparsers: Any) -> None:
     t = dsub.add_parser("templates", help="list the built-in chat templates")
     t.set_defaults(func=cmd_templates)
 
+    y = dsub.add_parser(
+        "toy-shapes",
+        aliases=["toy-colors"],
+        help="write the toy image task (coloured shapes + captions) for the vlm recipes",
+    )
+    y.add_argument("--out", required=True, help="folder to write (e.g. data/toy-shapes)")
+    y.add_argument("--train", type=int, default=360, help="training images (default 360)")
+    y.add_argument("--heldout", type=int, default=90, help="held-out images (default 90)")
+    y.add_argument("--seed", type=int, default=0)
+    y.set_defaults(func=cmd_toy_shapes)
+
 
 def _config_path(name: str) -> str:
     """A config path, or the path of a shipped recipe called ``name``."""
@@ -50,11 +61,23 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from tunesmith.model.loader import load_tokenizer
 
     cfg = load_config(_config_path(args.config), args.overrides)
+    stage = cfg.method.stage
+    if stage.startswith("vlm_"):  # the processor's tokenizer; <image> expanded as in training
+        from tunesmith.model.multimodal import image_seq_length, vlm_processor
+
+        processor = vlm_processor(cfg.model)
+        tokenizer = processor.tokenizer
+        renderer = build_renderer(tokenizer, cfg.data, cfg.model.template)
+        renderer.options.image_token = "<image>"
+        renderer.options.image_seq_length = image_seq_length(processor)
+        vision = cfg.model.vision
+        renderer.options.allow_remote_images = bool(vision and vision.allow_remote_images)
+        return prepare(cfg.data, renderer), tokenizer, renderer
     tokenizer = load_tokenizer(
         cfg.model.tokenizer or cfg.model.name, trust_remote_code=cfg.model.trust_remote_code
     )
-    renderer = build_renderer(tokenizer, cfg.data, cfg.model.template, stage=cfg.method.stage)
-    return prepare(cfg.data, renderer, stage=cfg.method.stage), tokenizer, renderer
+    renderer = build_renderer(tokenizer, cfg.data, cfg.model.template, stage=stage)
+    return prepare(cfg.data, renderer, stage=stage), tokenizer, renderer
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -98,4 +121,13 @@ def cmd_templates(args: argparse.Namespace) -> int:
         )
         print(f"{name:<{width}}  {t.description}" + (f" [{flags}]" if flags else ""))
     print("\nuse one with model.template: NAME (default: the tokenizer's own template)")
+    return 0
+
+
+def cmd_toy_shapes(args: argparse.Namespace) -> int:
+    """Write the coloured-shapes toy data set."""
+    from tunesmith.data.toy_images import make_toy_shapes
+
+    out = make_toy_shapes(args.out, train=args.train, heldout=args.heldout, seed=args.seed)
+    print(f"wrote {args.train} training and {args.heldout} held-out images with captions to {out}")
     return 0

@@ -21,8 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunesmith.data import images as img
 from tunesmith.data.spans import (
     Tokens,
+    check_span,
+    check_tool_support,
     common_prefix,
     drop_exchange,
     exchanges,
@@ -49,6 +52,9 @@ class RenderOptions:
     mask_history: bool = False
     system: str | None = None
     loss_weights: dict[str, float] | None = None
+    image_token: str | None = None  # set for vision-language models: <image> gets expanded
+    image_seq_length: int = 1  # tokens per image
+    allow_remote_images: bool = False
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Rendered:
     labels: list[int]
     weights: list[float] | None = None
     truncated: bool = False
+    images: list[str] | None = None  # image references, in the order of their tokens
 
     @property
     def trained_tokens(self) -> int:
@@ -70,7 +77,8 @@ class Rendered:
 
     def as_dict(self) -> dict[str, Any]:
         """The plain-dict form collation works on."""
-        return {"input_ids": self.input_ids, "labels": self.labels, "weights": self.weights}
+        out = {"input_ids": self.input_ids, "labels": self.labels, "weights": self.weights}
+        return {**out, "images": self.images} if self.images else out
 
 
 class SkipSample(Exception):
@@ -102,6 +110,7 @@ class Plan:
     conv: Conversation
     where: str
     loss_weights: dict[str, float] | None
+    images: list[str] = field(default_factory=list)  # those whose placeholders are in messages
 
 
 @dataclass
@@ -180,7 +189,7 @@ class Renderer:
             messages = list(conv.messages)
             if self.options.system and not (messages and messages[0].role == "system"):
                 messages.insert(0, Message("system", self.options.system))
-        self._check_tool_support(conv, messages, where)
+        check_tool_support(self.chat_template, self.template_name, conv, messages, where)
         dicts = [to_template_dict(m) for m in messages]
         assistant = [i for i, m in enumerate(messages) if m.role == "assistant"]
         last = assistant[-1] if assistant else -1
@@ -194,8 +203,10 @@ class Renderer:
             text, spans = self._spans_from_prefixes(dicts, conv, where, messages, wanted)
         assert text is not None
         for sp in spans:
-            self._check_span(text, sp, where)
-        return Plan(text, spans, messages, conv, where, loss_weights)
+            check_span(text, sp, where, self.stop, self.template_name)
+        return Plan(
+            text, spans, messages, conv, where, loss_weights, img.kept_images(conv, messages)
+        )
 
     def render_text(self, doc: TextDoc) -> list[Rendered]:
         """Tokenise a document for pre-training, split into ``max_length`` chunks, eos appended."""
@@ -339,27 +350,6 @@ class Renderer:
         pos, s = min(ends)
         return pos + len(s)
 
-    def _check_span(self, text: str, sp: Span, where: str) -> None:
-        """The span holds the assistant's content, its tool calls and an end-of-turn string."""
-        seg = text[sp.start : sp.end]
-        msg = sp.message
-        missing = None
-        content = msg.content.strip()
-        if content and content not in seg:
-            missing = f"its content {content[:_SHOW]!r}"
-        for call in msg.tool_calls or []:
-            name = (call.get("function") or call).get("name", "")
-            if name and name not in seg:
-                missing = f"its tool call {name!r}"
-        if missing is None and self.stop and not any(seg.endswith(s) for s in self.stop if s):
-            missing = f"an end-of-turn string (one of {list(self.stop)})"
-        if missing is not None:
-            raise DataError(
-                f"{where}: label self-check failed with template {self.template_name!r}: assistant "
-                f"turn {sp.index} renders as {seg[:_SHOW]!r}, which lacks {missing}; the template "
-                "rewrites assistant turns (use another model.template)"
-            )
-
     # ---- tokens and labels -----------------------------------------------------------------
     def _encode(self, texts: list[str]) -> list[Tokens]:
         if not texts:
@@ -404,7 +394,27 @@ class Renderer:
             w == 1.0 for w, lab in zip(weights, labels) if lab != IGNORE_INDEX
         ):
             weights = None
+        if self.options.image_token and plan.conv.images:
+            return self._expand_images(plan, list(ids), labels, weights)
         return Rendered(list(ids), labels, weights)
+
+    def _image_id(self) -> int:
+        token = self.options.image_token
+        return self.tokenizer.convert_tokens_to_ids(token) if token else -1
+
+    def _expand_images(
+        self, plan: Plan, ids: list[int], labels: list[int], weights: list[float] | None
+    ) -> Rendered:
+        ids, labels, weights = img.expand_image_tokens(
+            ids,
+            labels,
+            weights,
+            image_id=self._image_id(),
+            per_image=self.options.image_seq_length,
+            n_images=len(plan.images),
+            where=plan.where,
+        )
+        return Rendered(ids, labels, weights, images=list(plan.images))
 
     def _check_tokens(
         self,
@@ -444,10 +454,17 @@ class Renderer:
                 candidate.truncated = True
                 return candidate
             out = candidate
-        n = self.options.max_length
-        sl = slice(-n, None) if policy == "truncate_left" else slice(0, n)
-        weights = out.weights[sl] if out.weights is not None else None
-        cut = Rendered(out.input_ids[sl], out.labels[sl], weights, truncated=True)
+        kept = img.truncate_keeping_images(  # image tokens are reserved: only text is cut
+            out.input_ids,
+            out.labels,
+            out.weights,
+            image_id=self._image_id(),
+            max_length=self.options.max_length,
+            left=policy == "truncate_left",
+        )
+        if kept is None:
+            raise SkipSample("image tokens alone exceed max_length")
+        cut = Rendered(*kept, truncated=True, images=out.images)
         if cut.trained_tokens == 0:
             raise SkipSample("no trained tokens left after truncation")
         return cut
@@ -476,19 +493,6 @@ class Renderer:
         if conv.tools or any(m.role == "tool" or m.tool_calls for m in conv.messages):
             hint = "; tool data needs a tool-capable template (see `tunesmith data templates`)"
         return DataError(f"{where}: template {self.template_name!r}: {msg}{hint}")
-
-    def _check_tool_support(self, conv: Conversation, messages: list[Message], where: str) -> None:
-        """A template that ignores tools would train calls to tools the model never saw."""
-        if conv.tools and "tools" not in self.chat_template:
-            raise DataError(
-                f"{where}: template {self.template_name!r} does not render tool definitions; "
-                "use a tool-capable template (see `tunesmith data templates`)"
-            )
-        if any(m.tool_calls for m in messages) and "tool_calls" not in self.chat_template:
-            raise DataError(
-                f"{where}: template {self.template_name!r} does not render tool calls; "
-                "use a tool-capable template (see `tunesmith data templates`)"
-            )
 
 
 def _where(conv: Conversation) -> str:

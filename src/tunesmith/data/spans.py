@@ -14,6 +14,7 @@ from bisect import bisect_right
 from typing import Any
 
 from tunesmith.data.types import Message
+from tunesmith.errors import DataError
 
 
 def template_kwargs(tokenizer: Any, template_name: str) -> dict[str, Any]:
@@ -143,3 +144,44 @@ def drop_exchange(body: list[Message], *, left: bool) -> list[Message]:
     if left:
         return body[users[1] :]
     return body[: users[-1]]
+
+
+SHOW = 60  # characters of text shown in error messages
+
+
+def check_span(text: str, sp: Any, where: str, stop: tuple[str, ...], template_name: str) -> None:
+    """The span holds the assistant's content, its tool calls and an end-of-turn string."""
+    seg = text[sp.start : sp.end]
+    msg = sp.message
+    missing = None
+    content = msg.content.strip()
+    if content and content not in seg:
+        missing = f"its content {content[:SHOW]!r}"
+    for call in msg.tool_calls or []:
+        name = (call.get("function") or call).get("name", "")
+        if name and name not in seg:
+            missing = f"its tool call {name!r}"
+    if missing is None and stop and not any(seg.endswith(s) for s in stop if s):
+        missing = f"an end-of-turn string (one of {list(stop)})"
+    if missing is not None:
+        raise DataError(
+            f"{where}: label self-check failed with template {template_name!r}: assistant "
+            f"turn {sp.index} renders as {seg[:SHOW]!r}, which lacks {missing}; the template "
+            "rewrites assistant turns (use another model.template)"
+        )
+
+
+def check_tool_support(
+    chat_template: str, template_name: str, conv: Any, messages: list[Message], where: str
+) -> None:
+    """A template that ignores tools would train calls to tools the model never saw."""
+    if conv.tools and "tools" not in chat_template:
+        raise DataError(
+            f"{where}: template {template_name!r} does not render tool definitions; "
+            "use a tool-capable template (see `tunesmith data templates`)"
+        )
+    if any(m.tool_calls for m in messages) and "tool_calls" not in chat_template:
+        raise DataError(
+            f"{where}: template {template_name!r} does not render tool calls; "
+            "use a tool-capable template (see `tunesmith data templates`)"
+        )

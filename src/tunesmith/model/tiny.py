@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tunesmith.errors import ConfigError
 
-ARCHS = ("llama", "qwen2")
+ARCHS = ("llama", "qwen2", "llava")  # llava: tiny_vlm.py (CLIP tower + tiny Qwen2)
 BUILTIN_PREFIX = "builtin:"
 # Qwen2's split regex: AutoTokenizer rebuilds a qwen2 tokenizer with it, so we train with it too
 # (otherwise ids change on reload; see STACK-NOTES).
@@ -130,6 +130,10 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedTokenizerFast
 
     spec = spec or TinySpec()
+    if spec.arch == "llava":
+        from tunesmith.model.tiny_vlm import TinyVisionSpec, build_tiny_vlm
+
+        return build_tiny_vlm(out_dir, TinyVisionSpec(seed=spec.seed))
     if spec.arch not in ARCHS:
         raise ConfigError(f"--arch {spec.arch!r}: unknown; choose one of {', '.join(ARCHS)}")
     out = Path(out_dir)
@@ -149,8 +153,9 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
         tokenizer.save_pretrained(tmp)
 
         config = _model_config(spec, tokenizer)
-        torch.manual_seed(spec.seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
+            torch.manual_seed(spec.seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.generation_config = GenerationConfig(
             eos_token_id=[config.eos_token_id, tokenizer.pad_token_id],
             pad_token_id=tokenizer.pad_token_id,
@@ -207,6 +212,10 @@ def resolve_builtin(name: str) -> Path:
     if not key.startswith("tiny-") or arch not in ARCHS:
         valid = ", ".join(f"{BUILTIN_PREFIX}tiny-{a}" for a in ARCHS)
         raise ConfigError(f"model.name {name!r}: unknown built-in model; choose one of {valid}")
+    if arch == "llava":
+        from tunesmith.model.tiny_vlm import resolve_tiny_vlm
+
+        return resolve_tiny_vlm()
     spec = TinySpec(arch=arch)
     path = cache_root() / "models" / f"tiny-{arch}-{build_fingerprint(spec)}"
     if not (path / "config.json").is_file():

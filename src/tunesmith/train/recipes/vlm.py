@@ -1,0 +1,266 @@
+"""Vision-language fine-tuning, LLaVA-style, in two stages, top to bottom.
+
+* ``vlm_pretrain``: the vision tower and the LLM stay frozen; only the projector learns, on
+  image-caption pairs (a higher learning rate suits it, e.g. 1e-3). Saves the whole model to
+  ``model/``.
+* ``vlm_sft``: start from the first stage's run directory (``model.name: runs/vlm-pretrain``);
+  the projector and the LLM (``method.type`` ``full`` or ``lora``) learn, the vision tower is
+  frozen unless ``model.vision.train_vision`` says ``lora`` or ``full``. Saves ``model/`` (full)
+  or ``adapter/`` (LoRA, whose ``adapter_config.json`` records the base folder).
+
+The steps are SFT's (``train/recipes/sft.py``): the same run directory, renderer, data engine,
+optimiser, loop and checkpoints. What differs: the model and its processor, the ``<image>``
+placeholders expanded into the tower's image tokens before truncation, and batches that carry
+``pixel_values`` (loaded when a batch is used, not all at once).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, overload
+
+from tunesmith.config.schema import RunConfig
+from tunesmith.errors import ConfigError
+from tunesmith.train.recipes.sft import (
+    TrainResult,
+    build_renderer,
+    check_guard,
+    checkpoint_step,
+    choose_precision,
+    make_optimizer,
+    prepare_run_dir,
+    seed_everything,
+)
+
+STAGES = ("vlm_pretrain", "vlm_sft")
+
+
+class VLMBatches(Sequence[dict[str, Any]]):
+    """One epoch of collated micro-batches whose images are loaded when a batch is taken.
+
+    The grouping is ``loop.make_batches``'s: packed rows (or single samples) in a seeded order,
+    ``batch_size * num_processes`` units per global micro-batch, every ``num_processes``-th unit
+    of it for this process.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[dict[str, Any]],
+        *,
+        batch_size: int,
+        max_length: int,
+        packing: bool,
+        pad_token_id: int,
+        image_processor: Any,
+        seed: int,
+        allow_remote: bool = False,
+        num_processes: int = 1,
+        rank: int = 0,
+    ) -> None:
+        from tunesmith.data.packing import pack_best_fit_decreasing
+
+        self.samples, self.packing, self.pad = samples, packing, pad_token_id
+        self.image_processor, self.allow_remote = image_processor, allow_remote
+        if packing:
+            units = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
+        else:
+            units = [[i] for i in range(len(samples))]
+        random.Random(seed).shuffle(units)
+        size = batch_size * num_processes
+        self.groups: list[list[list[int]]] = []
+        self.no_loss: list[bool] = []
+        for b in range(0, len(units), size):
+            mine = units[b : b + size][rank::num_processes]
+            self.no_loss.append(not mine)  # fewer units than processes: a batch with no loss
+            self.groups.append(mine or [units[0]])
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self._collate(self.groups[i], self.no_loss[i])
+
+    def _collate(self, units: list[list[int]], no_loss: bool) -> dict[str, Any]:
+        from tunesmith.data.collate import add_pixel_values, collate_packed, collate_padded
+
+        rows = [[self.samples[k] for k in u] for u in units]
+        if no_loss:
+            rows = [[{**rows[0][0], "labels": [-100] * len(rows[0][0]["labels"])}]]
+        if self.packing:
+            batch = collate_packed(rows, self.pad)
+        else:
+            batch = collate_padded([r[0] for r in rows], self.pad)
+        flat = [s for row in rows for s in row]
+        return add_pixel_values(batch, flat, self.image_processor, allow_remote=self.allow_remote)
+
+
+def check_stage(cfg: RunConfig) -> None:
+    """The settings the vlm stages need."""
+    if cfg.method.stage not in STAGES:
+        raise ConfigError(f"method.stage {cfg.method.stage!r}: the vlm recipe runs {STAGES}")
+    if cfg.train.gradient_checkpointing and cfg.method.stage == "vlm_pretrain":
+        raise ConfigError(
+            "train.gradient_checkpointing: vlm_pretrain trains no LLM layer; set it to false"
+        )
+
+
+def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
+    """Train one vlm stage according to ``cfg``."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import get_scheduler
+
+    from tunesmith.data.engine import prepare, write_report
+    from tunesmith.model.adapters import param_report
+    from tunesmith.model.multimodal import (
+        IMAGE_TOKEN,
+        apply_vlm_method,
+        image_seq_length,
+        load_llava_for_training,
+    )
+    from tunesmith.train.checkpoint import load_checkpoint, resolve_resume
+    from tunesmith.train.loop import Loop, micro_batch_stream, steps_per_epoch
+
+    check_stage(cfg)
+    say = console.print if console is not None else print
+    t_start = time.perf_counter()
+    tc, stage = cfg.train, cfg.method.stage
+    vision = cfg.model.vision
+    allow_remote = bool(vision and vision.allow_remote_images)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
+    run_dir = prepare_run_dir(cfg, resume_step=checkpoint_step(ckpt) if ckpt else None)
+    seed_everything(tc.seed)
+    accelerator = Accelerator(
+        mixed_precision=choose_precision(tc.precision), cpu=not torch.cuda.is_available()
+    )
+    say = say if accelerator.is_main_process else (lambda *a, **k: None)
+
+    # 1. Model and processor (composed, built-in, a LLaVA checkpoint or the previous stage).
+    model, processor, source = load_llava_for_training(cfg.model)
+    seed_everything(tc.seed)  # the same adapter init whether or not a model was built just now
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token is None:  # as load_tokenizer does for text models
+        tokenizer.pad_token = tokenizer.eos_token
+    say(f"model: {source} ({image_seq_length(processor)} tokens per image)")
+
+    # 2. Data: <image> becomes the tower's image tokens before the length policy applies.
+    renderer = build_renderer(cfg, tokenizer)
+    processor.chat_template = renderer.chat_template  # saved: inference uses the same template
+    renderer.options.image_token = IMAGE_TOKEN
+    renderer.options.image_seq_length = image_seq_length(processor)
+    renderer.options.allow_remote_images = allow_remote
+    with accelerator.main_process_first():
+        data = prepare(cfg.data, renderer, stage="sft")
+    if accelerator.is_main_process:
+        write_report(data.report, run_dir)
+    say(
+        f"data: {data.report.samples} samples, {data.report.trained_tokens:,} trained tokens "
+        f"from {len(data.report.sources)} source(s) — see {run_dir / 'data_report.md'}"
+    )
+
+    # 3. What trains.
+    model.config.use_cache = False  # a KV cache would break packed-sequence isolation
+    model.config.text_config.use_cache = False
+    if tc.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model = apply_vlm_method(model, stage, cfg.method, vision)
+    say(f"stage {stage}: {param_report(model)}")
+
+    # 4. Batches, schedule, optimiser.
+    def batches_for(samples: list[dict[str, Any]], seed: int) -> VLMBatches:
+        return VLMBatches(
+            samples,
+            batch_size=tc.batch_size,
+            max_length=cfg.data.max_length,
+            packing=cfg.data.packing,
+            pad_token_id=tokenizer.pad_token_id,
+            image_processor=processor.image_processor,
+            seed=seed,
+            allow_remote=allow_remote,
+            num_processes=accelerator.num_processes,
+            rank=accelerator.process_index,
+        )
+
+    epoch0 = batches_for(data.train, tc.seed)
+
+    def batches_for_epoch(epoch: int) -> VLMBatches:
+        return epoch0 if epoch == 0 else batches_for(data.train, tc.seed + epoch)
+
+    per_epoch = steps_per_epoch(len(epoch0), tc.grad_accum)
+    total_steps = tc.max_steps or max(1, math.ceil(per_epoch * tc.epochs))
+    val_batches = list(batches_for(data.val, 0)) if data.val else []
+    optimizer = make_optimizer(model, cfg)
+    scheduler = get_scheduler(
+        tc.scheduler if tc.scheduler != "constant" else "constant_with_warmup",
+        optimizer,
+        num_warmup_steps=round(tc.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+
+    # 5. Resume, then the shared loop (its default step passes pixel_values through).
+    guard = {
+        "batch_size": tc.batch_size,
+        "grad_accum": tc.grad_accum,
+        "num_processes": accelerator.num_processes,
+        "micro_per_epoch": len(epoch0),
+        "seed": tc.seed,
+    }
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "steps_in_epoch": 0}
+    if ckpt is not None:
+        state = load_checkpoint(
+            ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
+        )
+        check_guard(state.get("guard", {}), guard, ckpt)
+        say(f"resumed from {ckpt} (step {state['step']})")
+    stream = micro_batch_stream(batches_for_epoch, tc.grad_accum, start_epoch=state["epoch"])
+    for _ in range(state["steps_in_epoch"]):
+        next(stream)
+    loop = Loop(cfg, accelerator, model, optimizer, scheduler, run_dir, val_batches, guard)
+    loop.run(stream, state, total_steps, show_progress=show_progress, t_start=t_start)
+
+    # 6. Save in standard formats: stock transformers (+ peft for an adapter) reload them.
+    accelerator.wait_for_everyone()
+    loop.finish(time.perf_counter() - t_start)
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        save_vlm(unwrapped, processor, run_dir)
+        word = "stopped" if loop.interrupted else "done"
+        say(
+            f"{word}: loss {loop.first_loss:.3f} -> {loop.last_loss:.3f} at step {loop.step}, "
+            f"{time.perf_counter() - t_start:.1f} s; saved to {run_dir}"
+        )
+    return TrainResult(run_dir, unwrapped, tokenizer, loop.first_loss, loop.last_loss, loop.step)
+
+
+def save_vlm(model: Any, processor: Any, run_dir: Path) -> Path:
+    """Save ``adapter/`` (a peft model) or ``model/`` with the processor, atomically."""
+    is_peft = hasattr(model, "get_base_model")
+    target = run_dir / ("adapter" if is_peft else "model")
+    tmp = run_dir / f".{target.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    base = model.get_base_model() if is_peft else model
+    base.config.use_cache = True  # training turned it off; inference wants it back
+    base.config.text_config.use_cache = True
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
