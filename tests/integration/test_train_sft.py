@@ -143,3 +143,31 @@ def test_validation_samples_and_early_stopping(tmp_path: Path, tiny_qwen2: Path)
     steps = sorted({s["step"] for s in samples})
     assert steps[0] == 0 and 3 in steps  # before training and every 3 steps
     assert {s["prompt"] for s in samples} == {"Who are you?", "What is 2 + 3?"}
+
+
+def test_continued_pretraining_on_c4_with_packing(
+    tmp_path: Path, tiny_qwen2: Path, shared_data: Path
+) -> None:
+    import json
+
+    cfg = load_config(
+        tree={
+            "data": {
+                "datasets": [
+                    {"path": str(shared_data / "llamafactory" / "c4_demo.jsonl"), "max_samples": 60}
+                ],
+                "max_length": 256,
+                "packing": True,
+            },
+            "method": {"stage": "pt", "type": "full"},
+            "train": {"lr": 2e-3, "max_steps": 6, "batch_size": 2, "threads": 1},
+            "output": {"dir": str(tmp_path / "pt")},
+        }
+    )
+    result = sft.run(cfg, show_progress=False)
+    assert result.last_loss < result.first_loss
+    report = (result.run_dir / "data_report.md").read_text()
+    assert "Packing: " in report and "efficiency" in report
+    # Plain text trains on every token (no chat template, no masking) and rows are full.
+    first = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["trained_tokens"] > 0.9 * 2 * 256
