@@ -67,6 +67,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if not target:
         raise ConfigError("chat: give a run directory or --model MODEL [--adapter PATH]")
     params = gen_params(args)
+    if getattr(args, "image", None):
+        from tunesmith.infer.vlm_chat import run_image_chat
+
+        run_image_chat(target, args.image, params, prompt=args.prompt, system=args.system)
+        return 0
     engine = Engine.load(
         target,
         adapter=args.adapter,
@@ -92,6 +97,7 @@ def add_chat(sub: Any) -> argparse.ArgumentParser:
     _add(c, "--adapter", help="LoRA adapter directory")
     _add(c, "--prompt", help="answer this one prompt and exit")
     _add(c, "--system", help="system prompt")
+    _add(c, "--image", action="append", help="image file for a vision-language run (repeatable)")
     _gen_args(c, max_new_tokens=256)
     _model_args(c)
     c.set_defaults(func=cmd_chat)

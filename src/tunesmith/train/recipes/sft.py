@@ -190,8 +190,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         quant=cfg.method.quant if cfg.method.type == "qlora" else None,
     )
     model.config.use_cache = False  # a KV cache would break packed-sequence isolation
-    if tc.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if tc.gradient_checkpointing:  # renamed in transformers 5.x; the old name warns
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        (enable or model.gradient_checkpointing_enable)()
     model = apply_method(model, cfg.method)
     say(f"method: {cfg.method.type}; {param_report(model)}")
 
