@@ -32,8 +32,10 @@ def config(path: Path, run_dir: Path, batch_size: int, grad_accum: int = 1) -> P
         },
         "method": {"type": "full"},
         "train": {
-            "lr": 2e-3,
-            "max_steps": 4,
+            # Adam amplifies float summation-order noise in near-zero gradients; a moderate lr
+            # keeps the comparison about the maths (token-normalised loss), not that noise.
+            "lr": 5e-4,
+            "max_steps": 3,
             "batch_size": batch_size,
             "grad_accum": grad_accum,
             "threads": 1,

@@ -224,12 +224,17 @@ def test_tool_choice_none_and_forced(client: openai.OpenAI, base: str) -> None:
         )
         assert r.choices[0].finish_reason == "tool_calls"
         assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
-    # Forcing works even where the model would answer in prose: the answer starts with the call
-    # (this tiny model then closes it without arguments, which is not a valid call).
+    # Forcing works even where the model would answer in prose: the answer starts with the call.
+    # Whether the tiny model then completes valid arguments (a parsed call) or closes the call
+    # without them (left as text) depends on its training; both start with the forced call.
     r = client.chat.completions.create(
         model=base, messages=WHO, tools=[WEATHER], temperature=0, tool_choice=forced
     )
-    assert r.choices[0].message.content.startswith('<tool_call>{"name": "get_weather", ')
+    msg = r.choices[0].message
+    if msg.tool_calls:
+        assert msg.tool_calls[0].function.name == "get_weather"
+    else:
+        assert msg.content.startswith('<tool_call>{"name": "get_weather", ')
 
 
 def test_a_tool_result_round_trip_is_accepted(client: openai.OpenAI, base: str) -> None:
