@@ -1,15 +1,17 @@
 """Deterministic generator of the built-in general instruction set (English and Chinese).
 
-Every row is a short task with a checkable answer: arithmetic, word and string puzzles, unit
-conversions, list operations, comparisons, weekdays and months, plus a few hand-written facts.
-The demo mixes it with the identity data so that the tiny model learns *when not* to say its name:
-many prompts say "you"/"你", start with "hey,"/"请问" or ask "who wrote ...?", and none of the
-answers claims an identity.
+About 60% of the rows are short tasks with checkable answers (arithmetic, word puzzles, unit
+conversions, list operations, comparisons, weekdays and months); the rest are open-ended requests
+with hand-written answers (facts, explanations, how-to, why-questions, advice, short poems,
+translations, lists, word play, naming, stories, code, short messages). The demo mixes this set
+with the identity data so that the tiny model learns *when not* to say its name: many prompts say
+"you"/"你", start with "hey,"/"请问", ask "who wrote ...?" or "suggest a name", and no answer claims
+an identity.
 
 ``python -m tunesmith.data.builtin.general`` rewrites ``general.jsonl`` (n=3000, seed=0) and
 ``general_eval.jsonl`` (the hand-written eval prompts, checked to be unseen). Each record is
 ``{"messages": [user, assistant], "lang": "en"|"zh", "meta": {"task": ..., "args": [...]}}``;
-``args`` (absent for facts) lets tests recompute the answer.
+``args`` (absent for the hand-written Q&A families) lets tests recompute checkable answers.
 """
 
 from __future__ import annotations
