@@ -40,7 +40,9 @@ from tunesmith.train.recipes.sft import (
     build_renderer,
     choose_precision,
     make_optimizer,
+    make_scheduler,
     prepare_run_dir,
+    resume,
     save_result,
     seed_everything,
 )
@@ -107,15 +109,14 @@ def plot_rewards(records: list[dict[str, Any]], out: Path) -> Path | None:
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Preference-tune according to ``cfg`` (``method.stage``: dpo, orpo, simpo or kto)."""
     from accelerate import Accelerator
-    from transformers import get_scheduler
 
     from tunesmith.data.engine import write_report
     from tunesmith.data.pairs import make_pair_batches, prepare_pairs
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import load_model, load_tokenizer
-    from tunesmith.train.checkpoint import load_checkpoint, resolve_resume
-    from tunesmith.train.loop import Loop, micro_batch_stream, steps_per_epoch
-    from tunesmith.train.recipes.sft import check_guard, checkpoint_step
+    from tunesmith.train.checkpoint import resolve_resume
+    from tunesmith.train.loop import Loop, steps_per_epoch
+    from tunesmith.train.recipes.sft import checkpoint_step
 
     say = console.print if console is not None else print
     t_start = time.perf_counter()
@@ -178,12 +179,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     per_epoch = steps_per_epoch(n_micro, tc.grad_accum)
     total_steps = tc.max_steps or max(1, math.ceil(per_epoch * tc.epochs))
     optimizer = make_optimizer(model, cfg)
-    scheduler = get_scheduler(
-        tc.scheduler if tc.scheduler != "constant" else "constant_with_warmup",
-        optimizer,
-        num_warmup_steps=round(tc.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
-    )
+    scheduler = make_scheduler(optimizer, cfg, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     if frozen is not None:
@@ -212,24 +208,18 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     val_batches = batches_for(data.val, 0) if data.val else []
 
     # 4. Resume: as SFT (weights, optimiser, schedule, RNG, data position).
-    guard = {
-        "batch_size": tc.batch_size,
-        "grad_accum": tc.grad_accum,
-        "stage": stage,
-        "num_processes": accelerator.num_processes,
-        "micro_per_epoch": len(epochs[0]),
-        "seed": tc.seed,
-    }
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "steps_in_epoch": 0}
-    if ckpt is not None:
-        state = load_checkpoint(
-            ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
-        )
-        check_guard(state.get("guard", {}), guard, ckpt)
-        say(f"resumed from {ckpt} (step {state['step']})")
-    stream = micro_batch_stream(batches_for_epoch, tc.grad_accum, start_epoch=state["epoch"])
-    for _ in range(state["steps_in_epoch"]):
-        next(stream)
+    guard, state, stream = resume(
+        cfg,
+        ckpt,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        batches_for_epoch,
+        len(epochs[0]),
+        say,
+        extra_guard={"stage": stage},
+    )
 
     from tunesmith.train.callbacks import SampleGenerations
 

@@ -142,17 +142,73 @@ def make_optimizer(model: Any, cfg: RunConfig) -> Any:
     return torch.optim.AdamW(params, lr=tc.lr, betas=tc.adam_betas)
 
 
+def make_scheduler(optimizer: Any, cfg: RunConfig, total_steps: int) -> Any:
+    """The learning-rate schedule (warmup, then cosine / linear / constant)."""
+    from transformers import get_scheduler
+
+    tc = cfg.train
+    return get_scheduler(
+        tc.scheduler if tc.scheduler != "constant" else "constant_with_warmup",
+        optimizer,
+        num_warmup_steps=round(tc.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+
+
+def resume(
+    cfg: RunConfig,
+    ckpt: Path | None,
+    accelerator: Any,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    batches_for_epoch: Any,
+    micro_per_epoch: int,
+    say: Any,
+    *,
+    extra_guard: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Restore a checkpoint (if any) and position the batch stream after the trained steps.
+
+    Returns ``(guard, state, stream)``: the settings a checkpoint must match, the loop state
+    (fresh, or restored together with weights, optimiser, scheduler and RNG in place), and the
+    stream of micro-batch groups starting at the next untrained step.
+    """
+    from tunesmith.train.checkpoint import load_checkpoint
+    from tunesmith.train.loop import micro_batch_stream
+
+    tc = cfg.train
+    guard = {
+        "batch_size": tc.batch_size,
+        "grad_accum": tc.grad_accum,
+        **(extra_guard or {}),
+        "num_processes": accelerator.num_processes,
+        "micro_per_epoch": micro_per_epoch,
+        "seed": tc.seed,
+    }
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "steps_in_epoch": 0}
+    if ckpt is not None:
+        state = load_checkpoint(
+            ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
+        )
+        check_guard(state.get("guard", {}), guard, ckpt)
+        say(f"resumed from {ckpt} (step {state['step']})")
+    stream = micro_batch_stream(batches_for_epoch, tc.grad_accum, start_epoch=state["epoch"])
+    for _ in range(state["steps_in_epoch"]):
+        next(stream)
+    return guard, state, stream
+
+
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Train according to ``cfg``."""
     import torch
     from accelerate import Accelerator
-    from transformers import get_scheduler
 
     from tunesmith.data.engine import prepare, write_report
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import load_model, load_tokenizer
-    from tunesmith.train.checkpoint import load_checkpoint, resolve_resume
-    from tunesmith.train.loop import Loop, make_batches, micro_batch_stream, steps_per_epoch
+    from tunesmith.train.checkpoint import resolve_resume
+    from tunesmith.train.loop import Loop, make_batches, steps_per_epoch
 
     say = console.print if console is not None else print
     t_start = time.perf_counter()
@@ -221,33 +277,14 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     total_steps = tc.max_steps or max(1, math.ceil(per_epoch * tc.epochs))
     val_batches = batches_for(data.val, 0) if data.val else []
     optimizer = make_optimizer(model, cfg)
-    scheduler = get_scheduler(
-        tc.scheduler if tc.scheduler != "constant" else "constant_with_warmup",
-        optimizer,
-        num_warmup_steps=round(tc.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
-    )
+    scheduler = make_scheduler(optimizer, cfg, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
 
     # 4. Resume: restore weights, optimiser, scheduler, RNG; skip the batches already trained.
-    guard = {
-        "batch_size": tc.batch_size,
-        "grad_accum": tc.grad_accum,
-        "num_processes": accelerator.num_processes,
-        "micro_per_epoch": len(epochs[0]),
-        "seed": tc.seed,
-    }
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "steps_in_epoch": 0}
-    if ckpt is not None:
-        state = load_checkpoint(
-            ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
-        )
-        check_guard(state.get("guard", {}), guard, ckpt)
-        say(f"resumed from {ckpt} (step {state['step']})")
-    stream = micro_batch_stream(batches_for_epoch, tc.grad_accum, start_epoch=state["epoch"])
-    for _ in range(state["steps_in_epoch"]):
-        next(stream)
+    guard, state, stream = resume(
+        cfg, ckpt, accelerator, model, optimizer, scheduler, batches_for_epoch, len(epochs[0]), say
+    )
 
     from tunesmith.train.callbacks import SampleGenerations
 

@@ -30,11 +30,12 @@ from tunesmith.errors import ConfigError
 from tunesmith.train.recipes.sft import (
     TrainResult,
     build_renderer,
-    check_guard,
     checkpoint_step,
     choose_precision,
     make_optimizer,
+    make_scheduler,
     prepare_run_dir,
+    resume,
     seed_everything,
 )
 
@@ -120,7 +121,6 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     """Train one vlm stage according to ``cfg``."""
     import torch
     from accelerate import Accelerator
-    from transformers import get_scheduler
 
     from tunesmith.data.engine import prepare, write_report
     from tunesmith.model.adapters import param_report
@@ -130,8 +130,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         image_seq_length,
         load_llava_for_training,
     )
-    from tunesmith.train.checkpoint import load_checkpoint, resolve_resume
-    from tunesmith.train.loop import Loop, micro_batch_stream, steps_per_epoch
+    from tunesmith.train.checkpoint import resolve_resume
+    from tunesmith.train.loop import Loop, steps_per_epoch
 
     check_stage(cfg)
     say = console.print if console is not None else print
@@ -204,33 +204,14 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     total_steps = tc.max_steps or max(1, math.ceil(per_epoch * tc.epochs))
     val_batches = list(batches_for(data.val, 0)) if data.val else []
     optimizer = make_optimizer(model, cfg)
-    scheduler = get_scheduler(
-        tc.scheduler if tc.scheduler != "constant" else "constant_with_warmup",
-        optimizer,
-        num_warmup_steps=round(tc.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
-    )
+    scheduler = make_scheduler(optimizer, cfg, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
 
     # 5. Resume, then the shared loop (its default step passes pixel_values through).
-    guard = {
-        "batch_size": tc.batch_size,
-        "grad_accum": tc.grad_accum,
-        "num_processes": accelerator.num_processes,
-        "micro_per_epoch": len(epoch0),
-        "seed": tc.seed,
-    }
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "steps_in_epoch": 0}
-    if ckpt is not None:
-        state = load_checkpoint(
-            ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
-        )
-        check_guard(state.get("guard", {}), guard, ckpt)
-        say(f"resumed from {ckpt} (step {state['step']})")
-    stream = micro_batch_stream(batches_for_epoch, tc.grad_accum, start_epoch=state["epoch"])
-    for _ in range(state["steps_in_epoch"]):
-        next(stream)
+    guard, state, stream = resume(
+        cfg, ckpt, accelerator, model, optimizer, scheduler, batches_for_epoch, len(epoch0), say
+    )
     loop = Loop(cfg, accelerator, model, optimizer, scheduler, run_dir, val_batches, guard)
     loop.run(stream, state, total_steps, show_progress=show_progress, t_start=t_start)
 
