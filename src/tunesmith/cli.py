@@ -87,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = [*args.overrides, *(["train.resume=auto"] if args.resume else [])]
     cfg = load_config(resolve_config_arg(args.config), overrides)
-    if args.nproc > 1 or args.nnodes > 1:
+    if args.nproc > 1 or args.nnodes > 1 or args.accelerate_config:
         return launch_distributed(args, overrides)
     if cfg.method.stage in ("dpo", "orpo", "simpo", "kto"):
         from tunesmith.train.recipes import preference as recipe
@@ -100,31 +100,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def launch_distributed(args: argparse.Namespace, overrides: list[str]) -> int:
-    """Re-run this training command under torchrun, one process per device (or CPU slot).
+    """Re-run this training command in several processes (see ``train/launch.py``)."""
+    from tunesmith.train import launch
 
-    Accelerate 1.15's own launcher starts a single process on CPU, so tunesmith launches through
-    torchrun and Accelerate picks the process group up from its environment inside the loop.
-    """
-    import subprocess
-
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={args.nproc}",
-        f"--nnodes={args.nnodes}",
-        f"--node_rank={args.node_rank}",
-        f"--master_addr={args.master_addr}",
-        f"--master_port={args.master_port}",
-        "-m",
-        "tunesmith",
+    spec = launch.Launch(
+        nproc=args.nproc,
+        nnodes=args.nnodes,
+        node_rank=args.node_rank,
+        master_addr=args.master_addr,
+        master_port=args.master_port,
+        accelerate_config=args.accelerate_config,
+    )
+    train_args = [
         *(["--debug"] if args.debug else []),
         "train",
         resolve_config_arg(args.config),
         *overrides,
         *(["--no-progress"] if args.no_progress else []),
     ]
-    return subprocess.call(cmd)
+    return launch.run(spec, train_args)
 
 
 def cmd_model_tiny(args: argparse.Namespace) -> int:
@@ -197,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--node-rank", type=int, default=0)
     t.add_argument("--master-addr", default="127.0.0.1")
     t.add_argument("--master-port", type=int, default=29500)
+    t.add_argument(
+        "--accelerate-config",
+        metavar="FILE",
+        help="launch through Accelerate with this config (FSDP, DeepSpeed on GPUs); a path or a "
+        "shipped one: ddp, fsdp, fsdp-offload, zero2, zero3",
+    )
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("validate", help="print the resolved config or its errors")

@@ -171,3 +171,38 @@ def test_continued_pretraining_on_c4_with_packing(
     # Plain text trains on every token (no chat template, no masking) and rows are full.
     first = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[0])
     assert first["trained_tokens"] > 0.9 * 2 * 256
+
+
+def test_tensorboard_tracker_logs_the_metrics(tmp_path: Path, tiny_qwen2: Path) -> None:
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = small_config(tmp_path, "lora", train={"max_steps": 4, "report_to": ["tensorboard"]})
+    result = sft.run(cfg, show_progress=False)
+    events = list((result.run_dir / "trackers").rglob("events.out.tfevents.*"))
+    assert events, "no tensorboard event file"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    logged = {e.step: e.value for e in acc.Scalars("loss")}
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    expected = {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
+    assert logged.keys() == expected.keys()
+    for step, value in expected.items():
+        assert logged[step] == pytest.approx(value, rel=1e-6)
+
+
+def test_a_tracker_that_is_not_installed_is_a_config_error(
+    tmp_path: Path, tiny_qwen2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from tunesmith.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    cfg = small_config(tmp_path, "lora", train={"report_to": ["wandb"]})
+    with pytest.raises(ConfigError, match=r"train\.report_to: wandb is not installed"):
+        sft.run(cfg, show_progress=False)

@@ -155,3 +155,21 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (written to each run directory)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def run_section(run: str | Path, name: str, given: dict[str, Any]) -> BaseModel:
+    """Section ``name`` (e.g. ``serve``) of a run's ``config.yaml``, with ``given`` values on top.
+
+    ``given`` holds the command-line flags the user set (``None`` values are ignored). A target
+    without ``config.yaml`` (a model folder, a hub id) gets the schema defaults.
+    """
+    cls = _model_in(RunConfig.model_fields[name].annotation)
+    assert cls is not None, name
+    saved = Path(run) / "config.yaml"
+    tree = dict(read_yaml(saved).get(name) or {}) if saved.is_file() else {}
+    tree.update({k: v for k, v in given.items() if v is not None})
+    try:
+        return cls.model_validate(tree)
+    except ValidationError as exc:
+        lines = [format_error({**e, "loc": (name, *e["loc"])}) for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None

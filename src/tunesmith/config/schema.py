@@ -1,8 +1,9 @@
 """The run configuration: one pydantic model, parsed once, passed everywhere.
 
 Sections follow the pipeline: ``model`` -> ``data`` -> ``method`` -> ``train`` -> ``eval`` ->
-``output`` (and ``export`` / ``serve`` for the commands after training). Unknown keys are errors
-(``extra="forbid"``); cross-field checks live on the section that owns them.
+``output``, then ``export`` / ``serve``: the defaults of the commands run after training.
+Unknown keys are errors (``extra="forbid"``); cross-field checks live on the section that owns
+them.
 """
 
 from __future__ import annotations
@@ -256,6 +257,10 @@ class TrainConfig(Section):
         False, description="'auto' (newest complete checkpoint), a checkpoint path, or false."
     )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list,
+        description="Also log metrics to these trackers (through Accelerate; must be installed).",
+    )
 
 
 class EvalConfig(Section):
@@ -302,6 +307,32 @@ class OutputConfig(Section):
         return self.dir or f"runs/{self.name}"
 
 
+class ExportConfig(Section):
+    """Defaults of ``tunesmith export RUN`` for this run (command-line flags win)."""
+
+    dir: str | None = Field(None, description="Destination folder (the --out flag).")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="Cast the exported weights (default: as trained)."
+    )
+    max_shard_size: str = Field("2GB", description="Largest safetensors shard, e.g. 500MB, 2GB.")
+    adapter_only: bool = Field(False, description="Copy the adapter instead of merging it.")
+
+
+class ServeConfig(Section):
+    """Defaults of ``tunesmith serve RUN`` for this run (command-line flags win)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_key_env: str = Field(
+        "TUNESMITH_API_KEY", description="Environment variable holding the API key, if any."
+    )
+    max_batch: int = Field(32, ge=1, description="Sequences decoded together.")
+    max_tokens: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
+    default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request sets none.")
+    max_concurrent: int = Field(256, ge=1, description="Requests in flight before 429s.")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body.")
+
+
 class RunConfig(Section):
     """A whole run: everything `tunesmith train` needs."""
 
@@ -311,6 +342,8 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")
     def _eval_split(self) -> RunConfig:

@@ -107,31 +107,41 @@ def add_chat(sub: Any) -> argparse.ArgumentParser:
 # -- export ----------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
     """Merge and write a Hugging Face folder (+ model card, Modelfile)."""
+    from tunesmith.config.load import run_section
     from tunesmith.export.merge import export
 
+    given = {
+        "dir": args.out,
+        "dtype": args.dtype,
+        "max_shard_size": args.max_shard_size,
+        "adapter_only": args.adapter_only or None,
+    }
+    opts: Any = run_section(args.run, "export", given)
+    if opts.dir is None:
+        raise ConfigError("export: give --out DIR (or set export.dir in the run's config)")
     result = export(
         args.run,
-        args.out,
+        opts.dir,
         adapter=args.adapter,
-        dtype=args.dtype,
-        max_shard_size=args.max_shard_size,
-        adapter_only=args.adapter_only,
+        dtype=opts.dtype,
+        max_shard_size=opts.max_shard_size,
+        adapter_only=opts.adapter_only,
         force=args.force,
     )
-    what = "merged model" if result.merged else "adapter" if args.adapter_only else "model"
+    what = "merged model" if result.merged else "adapter" if opts.adapter_only else "model"
     print(f"wrote {what} to {result.out}: {', '.join(result.files)}")
     print(f"try: tunesmith chat {result.out}   |   ollama create NAME -f {result.out}/Modelfile")
     return 0
 
 
 def add_export(sub: Any) -> argparse.ArgumentParser:
-    """Register ``tunesmith export``."""
+    """Register ``tunesmith export`` (defaults come from the run's ``export`` section)."""
     e = sub.add_parser("export", help="merge a run into a standard Hugging Face folder")
     e.add_argument("run", help="run directory (or base model with --adapter)")
-    e.add_argument("--out", required=True, help="destination folder")
+    e.add_argument("--out", help="destination folder (default: export.dir)")
     e.add_argument("--adapter", help="LoRA adapter folder (when RUN is a base model)")
     e.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
-    e.add_argument("--max-shard-size", default="2GB", help="e.g. 500MB, 2GB (default 2GB)")
+    e.add_argument("--max-shard-size", help="e.g. 500MB, 2GB (default: export.max_shard_size)")
     e.add_argument("--adapter-only", action="store_true", help="copy the adapter, no merge")
     e.add_argument("--force", action="store_true", help="replace a non-empty --out")
     e.set_defaults(func=cmd_export)
@@ -154,6 +164,17 @@ def parse_adapters(specs: list[str] | None) -> dict[str, str]:
     return named
 
 
+SERVE_FLAGS = (
+    "host",
+    "port",
+    "max_batch",
+    "max_tokens",
+    "default_max_tokens",
+    "max_concurrent",
+    "max_body_bytes",
+)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve an OpenAI-compatible API."""
     try:
@@ -162,46 +183,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"serve needs the server extras: pip install 'tunesmith[serve]' ({exc})"
         ) from None
+    from tunesmith.config.load import run_section
     from tunesmith.infer.engine import Engine
 
+    opts: Any = run_section(args.model, "serve", {k: getattr(args, k) for k in SERVE_FLAGS})
     engine = Engine.load(
         args.model,
         adapters=parse_adapters(args.adapter),
         bits=args.bits,
         dtype=args.dtype,
-        max_batch=args.max_batch,
+        max_batch=opts.max_batch,
         threads=args.threads,
     )
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    api_key = args.api_key or os.environ.get(opts.api_key_env) or None
     limits = Limits(
-        max_body_bytes=args.max_body_bytes,
-        max_tokens=args.max_tokens,
-        default_max_tokens=min(args.default_max_tokens, args.max_tokens),
-        max_concurrent=args.max_concurrent,
+        max_body_bytes=opts.max_body_bytes,
+        max_tokens=opts.max_tokens,
+        default_max_tokens=min(opts.default_max_tokens, opts.max_tokens),
+        max_concurrent=opts.max_concurrent,
     )
-    print(f"serving {', '.join(engine.model_names())} on http://{args.host}:{args.port}/v1")
-    if not api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: no --api-key (or ${API_KEY_ENV}); anyone who can reach it may use it")
-    serve(engine, host=args.host, port=args.port, api_key=api_key, limits=limits)
+    print(f"serving {', '.join(engine.model_names())} on http://{opts.host}:{opts.port}/v1")
+    if not api_key and opts.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: no --api-key (or ${opts.api_key_env}); anyone who can reach it may use it")
+    serve(engine, host=opts.host, port=opts.port, api_key=api_key, limits=limits)
     return 0
 
 
 def add_serve(sub: Any) -> argparse.ArgumentParser:
-    """Register ``tunesmith serve``."""
+    """Register ``tunesmith serve`` (defaults come from the run's ``serve`` section)."""
     s = sub.add_parser("serve", help="OpenAI-compatible API for a run or model")
     s.add_argument("model", help="run directory, model folder, hub id or builtin:...")
     s.add_argument(
         "--adapter", action="append", metavar="NAME=PATH", help="extra LoRA adapter (repeatable)"
     )
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", help="default 127.0.0.1 (serve.host)")
+    s.add_argument("--port", type=int, help="default 8000 (serve.port)")
     s.add_argument("--api-key", help=f"require Authorization: Bearer KEY (or ${API_KEY_ENV})")
     _model_args(s)
-    s.add_argument("--max-batch", type=int, default=32, help="sequences decoded together")
-    s.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens accepted")
-    s.add_argument("--default-max-tokens", type=int, default=512)
-    s.add_argument("--max-concurrent", type=int, default=256, help="requests in flight")
-    s.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    s.add_argument("--max-batch", type=int, help="sequences decoded together (default 32)")
+    s.add_argument("--max-tokens", type=int, help="largest max_tokens accepted (default 4096)")
+    s.add_argument("--default-max-tokens", type=int, help="default 512")
+    s.add_argument("--max-concurrent", type=int, help="requests in flight (default 256)")
+    s.add_argument("--max-body-bytes", type=int, help="default 1 MiB")
     s.set_defaults(func=cmd_serve)
     return s
 

@@ -349,6 +349,9 @@ class Loop:
             self.generate_samples()
         if self.accelerator.is_main_process:
             self.log.write(record)
+        if self.cfg.train.report_to:  # Accelerate's trackers log from the main process only
+            numbers = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+            self.accelerator.log(numbers, step=self.step)
         return record
 
     def evaluate(self) -> dict[str, float]:
@@ -389,6 +392,10 @@ class Loop:
             state=state,
             keep_last=self.cfg.train.keep_last,
         )
+        if self.accelerator.is_main_process:  # the plot follows the run, not only its end
+            from tunesmith.train.callbacks import plot_loss
+
+            plot_loss(self.log.read(), self.run_dir / "loss.png")
 
     def finish(self, seconds: float) -> None:
         """Final validation, the loss plot and a summary file (written by the main process)."""
@@ -402,6 +409,10 @@ class Loop:
             return
         if val:
             self.log.write({"step": self.step, **val})
+            if self.cfg.train.report_to:
+                self.accelerator.log(val, step=self.step)
+        if self.cfg.train.report_to:
+            self.accelerator.end_training()
         plot_loss(self.log.read(), self.run_dir / "loss.png")
         summary = {
             "first_loss": self.first_loss,

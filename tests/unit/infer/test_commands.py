@@ -136,3 +136,47 @@ def test_export_command(
     assert (tmp_path / "copy" / "Modelfile").is_file()
     with pytest.raises(ConfigError, match="--force"):
         run(parser, ["export", str(tiny_qwen2), "--out", str(tmp_path / "copy")])
+
+
+def test_serve_takes_defaults_from_the_runs_serve_section(
+    parser: argparse.ArgumentParser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tunesmith.infer.engine as engine_mod
+    import tunesmith.infer.server as server
+
+    (tmp_path / "config.yaml").write_text(
+        "serve:\n  port: 8123\n  max_concurrent: 7\n  api_key_env: MY_KEY\n"
+    )
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(server, "serve", lambda engine, **kw: seen.update(**kw))
+    monkeypatch.setattr(engine_mod.Engine, "load", classmethod(lambda cls, *a, **k: _FakeEngine()))
+    monkeypatch.setenv("MY_KEY", "k-from-section-env")
+    run(parser, ["serve", str(tmp_path), "--max-concurrent", "2"])
+    assert seen["port"] == 8123  # from the run's config
+    assert seen["limits"].max_concurrent == 2  # the flag wins
+    assert seen["api_key"] == "k-from-section-env"
+
+
+class _FakeEngine:
+    def model_names(self) -> list[str]:
+        return ["m"]
+
+
+def test_run_sections_validate_flags_and_saved_values(tmp_path: Path) -> None:
+    from tunesmith.config.load import run_section
+
+    (tmp_path / "config.yaml").write_text("export:\n  dir: out/x\n  max_shard_size: 1GB\n")
+    opts: Any = run_section(tmp_path, "export", {"dtype": "bfloat16", "max_shard_size": None})
+    assert (opts.dir, opts.dtype, opts.max_shard_size) == ("out/x", "bfloat16", "1GB")
+    with pytest.raises(ConfigError, match=r"serve\.port: .*less than or equal to 65535"):
+        run_section(tmp_path, "serve", {"port": 70000})
+    (tmp_path / "config.yaml").write_text("serve:\n  prot: 1\n")
+    with pytest.raises(ConfigError, match=r"serve\.prot: unknown key; did you mean serve\.port"):
+        run_section(tmp_path, "serve", {})
+
+
+def test_export_without_a_destination_says_how_to_give_one(
+    parser: argparse.ArgumentParser, tiny_qwen2: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"--out DIR \(or set export\.dir"):
+        run(parser, ["export", str(tiny_qwen2)])

@@ -38,7 +38,9 @@ from tunesmith.train.pref_step import (
 from tunesmith.train.recipes.sft import (
     TrainResult,
     build_renderer,
-    choose_precision,
+    enable_activation_checkpointing,
+    gathered_state_dict,
+    make_accelerator,
     make_optimizer,
     make_scheduler,
     prepare_run_dir,
@@ -108,7 +110,6 @@ def plot_rewards(records: list[dict[str, Any]], out: Path) -> Path | None:
 # ---- the recipe -------------------------------------------------------------------------------
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Preference-tune according to ``cfg`` (``method.stage``: dpo, orpo, simpo or kto)."""
-    from accelerate import Accelerator
 
     from tunesmith.data.engine import write_report
     from tunesmith.data.pairs import make_pair_batches, prepare_pairs
@@ -127,9 +128,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
     run_dir = prepare_run_dir(cfg, resume_step=checkpoint_step(ckpt) if ckpt else None)
     seed_everything(tc.seed)
-    accelerator = Accelerator(
-        mixed_precision=choose_precision(tc.precision), cpu=not torch.cuda.is_available()
-    )
+    accelerator = make_accelerator(cfg, run_dir)
     say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
     # 1. Tokenizer, template, pairs (prompt once, labels on the replies only).
@@ -156,7 +155,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     )
     model.config.use_cache = False
     if tc.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
     ref_mode = reference_mode(cfg)
     frozen = None
     if ref_mode == "copy":  # full / freeze tuning: a frozen copy of the starting weights
@@ -253,8 +252,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     accelerator.wait_for_everyone()
     loop.finish(time.perf_counter() - t_start)
     unwrapped = accelerator.unwrap_model(model)
+    state_dict = gathered_state_dict(accelerator, model)
     if accelerator.is_main_process:
-        save_result(unwrapped, tokenizer, cfg, run_dir)
+        save_result(unwrapped, tokenizer, cfg, run_dir, state_dict=state_dict)
         records = loop.log.read()
         plot_rewards(records, run_dir / "rewards.png")
         last = next((r for r in reversed(records) if "rewards/margins" in r), {})

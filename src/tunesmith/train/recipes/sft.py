@@ -118,6 +118,60 @@ def choose_precision(precision: str) -> str:
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
 
 
+TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def make_accelerator(cfg: RunConfig, run_dir: Path) -> Any:
+    """The run's Accelerator: precision, device, and the trackers of ``train.report_to``.
+
+    Trackers log under ``<run_dir>/trackers`` (tensorboard) or wherever the tracker's own
+    environment points (wandb, mlflow); a tracker that is not installed is a config error.
+    """
+    import importlib.util
+
+    import torch
+    from accelerate import Accelerator
+
+    trackers = list(cfg.train.report_to)
+    for name in trackers:
+        if importlib.util.find_spec(TRACKER_MODULES[name]) is None:
+            raise ConfigError(
+                f"train.report_to: {name} is not installed; pip install {name}, or remove it"
+            )
+    accelerator = Accelerator(
+        mixed_precision=choose_precision(cfg.train.precision),
+        cpu=not torch.cuda.is_available(),
+        log_with=trackers or None,
+        project_dir=str(run_dir / "trackers") if trackers else None,
+    )
+    if trackers:
+        accelerator.init_trackers(cfg.output.name, config=flat_hparams(cfg))
+    return accelerator
+
+
+def flat_hparams(cfg: RunConfig) -> dict[str, Any]:
+    """The config as ``{"train.lr": 2e-4, ...}`` with scalar values only (what trackers take)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif isinstance(value, (bool, int, float, str)):
+            out[prefix] = value
+        elif value is not None:
+            out[prefix] = str(value)
+
+    walk("", cfg.model_dump(mode="json"))
+    return out
+
+
+def enable_activation_checkpointing(model: Any) -> None:
+    """Turn on activation (gradient) checkpointing; renamed in transformers 5.x."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    (enable or model.gradient_checkpointing_enable)()
+
+
 def make_optimizer(model: Any, cfg: RunConfig) -> Any:
     """AdamW without weight decay on biases and norms; LoRA+ gives B matrices a higher lr."""
     import torch
@@ -202,7 +256,6 @@ def resume(
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Train according to ``cfg``."""
     import torch
-    from accelerate import Accelerator
 
     from tunesmith.data.engine import prepare, write_report
     from tunesmith.model.adapters import apply_method, param_report
@@ -219,9 +272,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     resume_step = checkpoint_step(ckpt) if ckpt else None
     run_dir = prepare_run_dir(cfg, resume_step=resume_step)
     seed_everything(tc.seed)
-    accelerator = Accelerator(
-        mixed_precision=choose_precision(tc.precision), cpu=not torch.cuda.is_available()
-    )
+    accelerator = make_accelerator(cfg, run_dir)
     say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
     # 1. Tokenizer, template, data (the main process prepares; the others read its cache).
@@ -246,9 +297,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         quant=cfg.method.quant if cfg.method.type == "qlora" else None,
     )
     model.config.use_cache = False  # a KV cache would break packed-sequence isolation
-    if tc.gradient_checkpointing:  # renamed in transformers 5.x; the old name warns
-        enable = getattr(model, "activation_checkpointing_enable", None)
-        (enable or model.gradient_checkpointing_enable)()
+    if tc.gradient_checkpointing:
+        enable_activation_checkpointing(model)
     model = apply_method(model, cfg.method)
     say(f"method: {cfg.method.type}; {param_report(model)}")
 
@@ -313,8 +363,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     accelerator.wait_for_everyone()
     loop.finish(time.perf_counter() - t_start)  # every process: validation is collective
     unwrapped = accelerator.unwrap_model(model)
+    state_dict = gathered_state_dict(accelerator, model)
     if accelerator.is_main_process:
-        save_result(unwrapped, tokenizer, cfg, run_dir)
+        save_result(unwrapped, tokenizer, cfg, run_dir, state_dict=state_dict)
         word = "stopped" if loop.interrupted else "done"
         say(
             f"{word}: loss {loop.first_loss:.3f} -> {loop.last_loss:.3f} at step {loop.step}, "
@@ -337,19 +388,38 @@ def check_guard(saved: dict[str, Any], now: dict[str, Any], ckpt: Path) -> None:
         )
 
 
-def save_result(model: Any, tokenizer: Any, cfg: RunConfig, run_dir: Path) -> Path:
-    """Save the adapter (LoRA) or the full model, with the tokenizer and its chat template."""
+def gathered_state_dict(accelerator: Any, model: Any) -> dict[str, Any] | None:
+    """The full state dict under FSDP / DeepSpeed (a collective: every process calls it).
+
+    ``None`` otherwise: the unwrapped model already holds whole weights.
+    """
+    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+    return accelerator.get_state_dict(model) if kind in ("FSDP", "DEEPSPEED") else None
+
+
+def save_result(
+    model: Any,
+    tokenizer: Any,
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    state_dict: dict[str, Any] | None = None,
+) -> Path:
+    """Save the adapter (LoRA) or the full model, with the tokenizer and its chat template.
+
+    ``state_dict``: the weights gathered from a sharded run (see ``gathered_state_dict``).
+    """
     target = run_dir / ("adapter" if cfg.method.type in ("lora", "qlora") else "model")
     tmp = run_dir / f".{target.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.config.use_cache = True  # training turned it off; inference wants it back
+    kwargs: dict[str, Any] = {} if state_dict is None else {"state_dict": state_dict}
     pissa_init = getattr(model, "pissa_init_dir", None)
     if pissa_init:
-        model.save_pretrained(tmp, path_initial_model_for_weight_conversion=pissa_init)
-    else:
-        model.save_pretrained(tmp)
+        kwargs["path_initial_model_for_weight_conversion"] = pissa_init
+    model.save_pretrained(tmp, **kwargs)
     tokenizer.save_pretrained(tmp)
     if target.exists():
         shutil.rmtree(target)

@@ -31,7 +31,9 @@ from tunesmith.train.recipes.sft import (
     TrainResult,
     build_renderer,
     checkpoint_step,
-    choose_precision,
+    enable_activation_checkpointing,
+    gathered_state_dict,
+    make_accelerator,
     make_optimizer,
     make_scheduler,
     prepare_run_dir,
@@ -120,7 +122,6 @@ def check_stage(cfg: RunConfig) -> None:
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Train one vlm stage according to ``cfg``."""
     import torch
-    from accelerate import Accelerator
 
     from tunesmith.data.engine import prepare, write_report
     from tunesmith.model.adapters import param_report
@@ -144,9 +145,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
     run_dir = prepare_run_dir(cfg, resume_step=checkpoint_step(ckpt) if ckpt else None)
     seed_everything(tc.seed)
-    accelerator = Accelerator(
-        mixed_precision=choose_precision(tc.precision), cpu=not torch.cuda.is_available()
-    )
+    accelerator = make_accelerator(cfg, run_dir)
     say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
     # 1. Model and processor (composed, built-in, a LLaVA checkpoint or the previous stage).
@@ -176,7 +175,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     model.config.use_cache = False  # a KV cache would break packed-sequence isolation
     model.config.text_config.use_cache = False
     if tc.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
     model = apply_vlm_method(model, stage, cfg.method, vision)
     say(f"stage {stage}: {param_report(model)}")
 
@@ -219,8 +218,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     accelerator.wait_for_everyone()
     loop.finish(time.perf_counter() - t_start)
     unwrapped = accelerator.unwrap_model(model)
+    state_dict = gathered_state_dict(accelerator, model)
     if accelerator.is_main_process:
-        save_vlm(unwrapped, processor, run_dir)
+        save_vlm(unwrapped, processor, run_dir, state_dict=state_dict)
         word = "stopped" if loop.interrupted else "done"
         say(
             f"{word}: loss {loop.first_loss:.3f} -> {loop.last_loss:.3f} at step {loop.step}, "
@@ -229,8 +229,13 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     return TrainResult(run_dir, unwrapped, tokenizer, loop.first_loss, loop.last_loss, loop.step)
 
 
-def save_vlm(model: Any, processor: Any, run_dir: Path) -> Path:
-    """Save ``adapter/`` (a peft model) or ``model/`` with the processor, atomically."""
+def save_vlm(
+    model: Any, processor: Any, run_dir: Path, *, state_dict: dict[str, Any] | None = None
+) -> Path:
+    """Save ``adapter/`` (a peft model) or ``model/`` with the processor, atomically.
+
+    ``state_dict``: the weights gathered from a sharded run (see ``gathered_state_dict``).
+    """
     is_peft = hasattr(model, "get_base_model")
     target = run_dir / ("adapter" if is_peft else "model")
     tmp = run_dir / f".{target.name}.tmp"
@@ -239,7 +244,7 @@ def save_vlm(model: Any, processor: Any, run_dir: Path) -> Path:
     base = model.get_base_model() if is_peft else model
     base.config.use_cache = True  # training turned it off; inference wants it back
     base.config.text_config.use_cache = True
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, **({} if state_dict is None else {"state_dict": state_dict}))
     processor.save_pretrained(tmp)
     if target.exists():
         shutil.rmtree(target)
