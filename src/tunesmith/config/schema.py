@@ -257,6 +257,13 @@ class TrainConfig(Section):
         False, description="'auto' (newest complete checkpoint), a checkpoint path, or false."
     )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
+    ce_impl: Literal["auto", "logits", "chunked", "liger", "full"] = Field(
+        "auto",
+        description="How the loss meets the vocabulary: chunked (fused lm_head + cross-entropy, "
+        "no [tokens, vocab] logits), logits (lm_head on trained positions only), liger (CUDA), "
+        "full (every position); auto picks liger > chunked > logits.",
+    )
+    ce_chunk_size: int = Field(4096, ge=1, description="Tokens per chunk of the fused loss.")
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=list,
         description="Also log metrics to these trackers (through Accelerate; must be installed).",

@@ -17,9 +17,8 @@ from typing import Any
 import torch
 
 from tunesmith.data.collate import collate_packed, collate_padded, count_trained_tokens
-from tunesmith.data.collate import model_inputs as to_model_inputs
 from tunesmith.data.packing import pack_best_fit_decreasing
-from tunesmith.train.losses import token_ce_sum
+from tunesmith.train.lm_loss import lm_loss_sum
 
 
 @dataclass
@@ -116,8 +115,13 @@ def train_step(
     *,
     attn_implementation: str,
     max_grad_norm: float | None,
+    ce_impl: str = "full",
+    ce_chunk_size: int = 4096,
 ) -> StepStats:
-    """One optimiser step over ``micro`` (the step's micro-batches on this process)."""
+    """One optimiser step over ``micro`` (the step's micro-batches on this process).
+
+    ``ce_impl``: how the loss reaches the vocabulary (see ``lm_loss``; resolved, not ``auto``).
+    """
     device = accelerator.device
     local_tokens = sum(count_trained_tokens(b) for b in micro)
     total = accelerator.reduce(torch.tensor(local_tokens, device=device), reduction="sum")
@@ -132,8 +136,13 @@ def train_step(
         sync = k == len(micro) - 1
         ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with ctx, accelerator.autocast():
-            out = model(**to_model_inputs(batch, attn_implementation))
-            part, _n = token_ce_sum(out.logits, batch["labels"], batch.get("weights"))
+            part, _n = lm_loss_sum(
+                model,
+                batch,
+                attn_implementation=attn_implementation,
+                impl=ce_impl,
+                chunk_size=ce_chunk_size,
+            )
             accelerator.backward(part * scale)
         loss_sum += part.detach()
         seq_tokens += _real_tokens(batch)
@@ -175,7 +184,13 @@ def _real_tokens(batch: dict[str, Any]) -> int:
 
 @torch.no_grad()
 def evaluate_loss(
-    model: Any, accelerator: Any, batches: list[dict[str, Any]], *, attn_implementation: str
+    model: Any,
+    accelerator: Any,
+    batches: list[dict[str, Any]],
+    *,
+    attn_implementation: str,
+    ce_impl: str = "full",
+    ce_chunk_size: int = 4096,
 ) -> float:
     """Mean loss per trained token over ``batches`` (validation)."""
     model.eval()
@@ -184,14 +199,36 @@ def evaluate_loss(
     for batch in batches:
         batch = _to_device(batch, accelerator.device)
         with accelerator.autocast():
-            out = model(**to_model_inputs(batch, attn_implementation))
-        part, n = token_ce_sum(out.logits, batch["labels"], batch.get("weights"))
+            part, n = lm_loss_sum(
+                model,
+                batch,
+                attn_implementation=attn_implementation,
+                impl=ce_impl,
+                chunk_size=ce_chunk_size,
+            )
         total += part
         count += n
     model.train()
     total = accelerator.reduce(total, reduction="sum")
     count = accelerator.reduce(count, reduction="sum")
     return float(total / count.clamp(min=1))
+
+
+def resolve_loss_impl(cfg: Any, model: Any, accelerator: Any) -> str:
+    """``train.ce_impl`` resolved for this model and device (see ``lm_loss``)."""
+    from tunesmith.errors import ConfigError
+    from tunesmith.train.lm_loss import resolve_ce_impl
+
+    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+    try:
+        return resolve_ce_impl(
+            cfg.train.ce_impl,
+            model,
+            device=accelerator.device,
+            sharded=kind in ("FSDP", "DEEPSPEED"),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class Loop:
@@ -234,6 +271,7 @@ class Loop:
         self.sampler, self.tokenizer = sampler, tokenizer
         self.early = EarlyStopping(cfg.eval.early_stopping_patience)
         self.eval_every = cfg.eval.every or cfg.train.log_every * 10
+        self.ce_impl = resolve_loss_impl(cfg, model, accelerator)
 
     def _sft_step(self, micro: list[dict[str, Any]]) -> StepStats:
         return train_step(
@@ -244,6 +282,8 @@ class Loop:
             micro,
             attn_implementation=self.cfg.model.attn_implementation,
             max_grad_norm=self.cfg.train.max_grad_norm,
+            ce_impl=self.ce_impl,
+            ce_chunk_size=self.cfg.train.ce_chunk_size,
         )
 
     def _val_loss(self) -> dict[str, float]:
@@ -253,6 +293,8 @@ class Loop:
                 self.accelerator,
                 self.val_batches,
                 attn_implementation=self.cfg.model.attn_implementation,
+                ce_impl=self.ce_impl,
+                ce_chunk_size=self.cfg.train.ce_chunk_size,
             )
         }
 

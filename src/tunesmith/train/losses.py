@@ -7,6 +7,8 @@ what makes ``batch 8 x accum 1`` equal ``batch 2 x accum 4``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +49,135 @@ def token_ce_sum(
         w[..., :-1] = weights[..., 1:]
         losses = losses * w.reshape(-1)[keep].to(losses.dtype)
     return losses.sum(), keep.sum()
+
+
+def trained_targets(
+    labels: torch.Tensor, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Which positions are trained, their next-token targets, and their loss weights.
+
+    Returns:
+        ``(keep, target, token_weights)``: a ``[batch, seq]`` bool mask of the positions whose
+        next label is trained (pass it as ``logits_to_keep`` so only they reach the ``lm_head``),
+        the ``[n]`` target ids of those positions in row-major order, and their ``[n]`` weights
+        (``None`` without ``weights``).
+    """
+    shifted = shift_labels(labels)
+    keep = shifted != IGNORE_INDEX
+    token_weights = None
+    if weights is not None:
+        w = torch.zeros_like(weights)
+        w[..., :-1] = weights[..., 1:]
+        token_weights = w[keep]
+    return keep, shifted[keep], token_weights
+
+
+def ce_sum(
+    logits: torch.Tensor, target: torch.Tensor, token_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Summed cross-entropy of ``[n, vocab]`` logits already cut to the trained positions."""
+    losses = F.cross_entropy(logits.float(), target, reduction="none")
+    if token_weights is not None:
+        losses = losses * token_weights.to(losses.dtype)
+    return losses.sum()
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """``sum_i w_i * CE(hidden_i @ weight.T + bias, target_i)``, chunk by chunk.
+
+    The gradients are computed in the forward pass, one chunk of rows at a time, so no
+    ``[n, vocab]`` tensor ever exists: memory is ``chunk x vocab`` for the logits plus the
+    gradient buffers of ``hidden`` and ``weight``. The FLOPs equal the unfused path's (one
+    forward and two backward matmuls); softmax and sums run in float32.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        target: torch.Tensor,
+        token_weights: torch.Tensor | None,
+        chunk_size: int,
+    ) -> torch.Tensor:
+        dtype = hidden.dtype
+        acc = torch.promote_types(dtype, torch.float32)  # softmax and sums: float32 or better
+        w_mat = weight.to(dtype)
+        need_h, need_w = hidden.requires_grad, weight.requires_grad
+        need_b = bias is not None and bias.requires_grad
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
+        total = torch.zeros((), dtype=acc, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h = hidden[start : start + chunk_size]
+            t = target[start : start + chunk_size]
+            logits = (h @ w_mat.T).to(acc)
+            if bias is not None:
+                logits = logits + bias.to(acc)
+            lse = torch.logsumexp(logits, dim=-1)
+            losses = lse - logits.gather(1, t[:, None]).squeeze(1)
+            w = None if token_weights is None else token_weights[start : start + chunk_size].to(acc)
+            total += (losses if w is None else losses * w).sum()
+            if not (need_h or need_w or need_b):
+                continue
+            # d(sum of losses)/d(logits) = softmax - one_hot(target), scaled by the weights.
+            g = torch.exp(logits - lse[:, None])
+            g[torch.arange(len(t), device=g.device), t] -= 1.0
+            if w is not None:
+                g *= w[:, None]
+            if grad_b is not None:
+                grad_b += g.sum(0)
+            if grad_w is not None:
+                grad_w.addmm_(g.T, h.to(acc))
+            if grad_h is not None:
+                grad_h[start : start + chunk_size] = g.to(dtype) @ w_mat
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        w_dtype, b_dtype = ctx.dtypes
+        scale = grad_out.detach()
+        return (
+            None if grad_h is None else grad_h * scale.to(grad_h.dtype),
+            None if grad_w is None else (grad_w * scale).to(w_dtype),
+            None if grad_b is None else (grad_b * scale).to(b_dtype),
+            None,
+            None,
+            None,
+        )
+
+
+def linear_ce_sum(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    token_weights: torch.Tensor | None = None,
+    *,
+    bias: torch.Tensor | None = None,
+    chunk_size: int = 4096,
+) -> torch.Tensor:
+    """Summed cross-entropy of the ``lm_head`` applied to ``hidden``, without ``[n, vocab]`` logits.
+
+    Equal to ``ce_sum(hidden @ weight.T + bias, target, token_weights)`` (values and gradients)
+    but fused and chunked, as Apple's Cut Cross-Entropy and Liger's fused linear cross-entropy do:
+    memory no longer scales with ``trained tokens x vocab``.
+
+    Args:
+        hidden: ``[n, hidden]`` final hidden states of the trained positions.
+        weight: ``[vocab, hidden]`` output-embedding matrix (``lm_head.weight``).
+        target: ``[n]`` next-token ids.
+        token_weights: Optional ``[n]`` per-token loss weights.
+        bias: Optional ``[vocab]`` output bias.
+        chunk_size: Rows per chunk (memory ``chunk_size x vocab`` floats).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return _LinearCrossEntropy.apply(hidden, weight, bias, target, token_weights, chunk_size)
 
 
 def sequence_logps(

@@ -1,0 +1,129 @@
+"""Every way of computing the LM loss equals the plain full-logits loss (values and gradients)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tunesmith.data.collate import collate_packed, collate_padded
+from tunesmith.train.lm_loss import lm_loss_sum, resolve_ce_impl
+from tunesmith.train.losses import ce_sum, linear_ce_sum
+
+CPU = torch.device("cpu")
+
+
+def samples(seed: int, n: int = 5) -> list[dict[str, Any]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        length = 12 + 7 * i
+        ids = torch.randint(5, 4000, (length,), generator=g).tolist()
+        prompt = length // 2
+        labels = [-100] * prompt + ids[prompt:]
+        weights = [1.0] * prompt + [0.5 + (j % 3) for j in range(length - prompt)]
+        out.append({"input_ids": ids, "labels": labels, "weights": weights})
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(tiny_qwen2: Path) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32)
+    m.config.use_cache = False
+    return m
+
+
+def grads_of(model: Any, batch: dict[str, Any], impl: str) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    loss, n = lm_loss_sum(model, batch, attn_implementation="sdpa", impl=impl, chunk_size=7)
+    (loss / n).backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    return float(loss.detach()), grads
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_logits_and_chunked_equal_the_full_logits_loss(
+    model: Any, packed: bool, weighted: bool
+) -> None:
+    rows = samples(0)
+    if not weighted:
+        rows = [{k: v for k, v in s.items() if k != "weights"} for s in rows]
+    batch = collate_packed([rows[:3], rows[3:]], 0) if packed else collate_padded(rows, 0)
+    ref_loss, ref_grads = grads_of(model, batch, "full")
+    for impl in ("logits", "chunked"):
+        loss, grads = grads_of(model, batch, impl)
+        assert loss == pytest.approx(ref_loss, rel=1e-6, abs=1e-5), impl
+        assert grads.keys() == ref_grads.keys(), impl
+        worst = max(float((grads[k] - ref_grads[k]).abs().max()) for k in grads)
+        assert worst <= 1e-5, (impl, worst)
+
+
+def test_a_batch_without_trained_tokens_gives_zero(model: Any) -> None:
+    rows = [{"input_ids": [5, 6, 7, 8], "labels": [-100] * 4}]
+    loss, n = lm_loss_sum(
+        model, collate_padded(rows, 0), attn_implementation="sdpa", impl="chunked"
+    )
+    assert float(loss.detach()) == 0.0 and int(n) == 0
+
+
+def test_linear_ce_sum_matches_cross_entropy_in_float64() -> None:
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(37, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(50, dtype=torch.float64, generator=g, requires_grad=True)
+    t = torch.randint(0, 50, (37,), generator=g)
+    tw = torch.rand(37, dtype=torch.float64, generator=g)
+    fused = linear_ce_sum(h, w, t, tw, bias=b, chunk_size=8)
+    (3 * fused).backward()
+    got = [x.grad.clone() for x in (h, w, b)]
+    for x in (h, w, b):
+        x.grad = None
+    ref = (F.cross_entropy(h @ w.T + b, t, reduction="none") * tw).sum()
+    (3 * ref).backward()
+    assert float(fused.detach()) == pytest.approx(float(ref.detach()), abs=1e-10)
+    for a, x in zip(got, (h, w, b)):
+        assert torch.allclose(a, x.grad, atol=1e-12)
+    assert float(ce_sum(h @ w.T + b, t, tw)) == pytest.approx(float(ref), rel=1e-6)
+
+
+def test_frozen_head_gets_no_gradient_and_the_hidden_states_do() -> None:
+    h = torch.randn(9, 8, requires_grad=True)
+    w = torch.randn(20, 8)  # frozen, e.g. LoRA with tied embeddings
+    linear_ce_sum(h, w, torch.randint(0, 20, (9,)), chunk_size=4).backward()
+    assert h.grad is not None and w.grad is None
+
+
+def test_auto_picks_chunked_and_refuses_what_cannot_run(model: Any) -> None:
+    assert resolve_ce_impl("auto", model, device=CPU, sharded=False) == "chunked"
+    assert resolve_ce_impl("auto", model, device=CPU, sharded=True) == "logits"
+    with pytest.raises(ValueError, match=r"train\.ce_impl: liger cannot run here"):
+        resolve_ce_impl("liger", model, device=CPU, sharded=False)
+    with pytest.raises(ValueError, match=r"train\.ce_impl: chunked cannot run here"):
+        resolve_ce_impl("chunked", model, device=CPU, sharded=True)
+
+
+def test_lora_and_modules_to_save_heads(tiny_qwen2: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.config.schema import MethodConfig
+    from tunesmith.model.adapters import apply_method
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32)
+    lora = apply_method(base, MethodConfig(type="lora"))
+    assert resolve_ce_impl("auto", lora, device=CPU, sharded=False) == "chunked"
+    base = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32)
+    wrapped = apply_method(base, MethodConfig(type="lora", lora={"modules_to_save": ["lm_head"]}))
+    # The trainable copy of the head is a peft wrapper: the head's own forward must run.
+    assert resolve_ce_impl("auto", wrapped, device=CPU, sharded=False) == "logits"
+    rows = samples(2)
+    batch = collate_padded(rows, 0)
+    ref_loss, ref_grads = grads_of(wrapped, batch, "full")
+    loss, grads = grads_of(wrapped, batch, "logits")
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert max(float((grads[k] - ref_grads[k]).abs().max()) for k in grads) <= 1e-5
