@@ -32,6 +32,7 @@ def config(path: Path, run_dir: Path, batch_size: int, grad_accum: int = 1) -> P
         },
         "method": {"type": "full"},
         "train": {
+            "precision": "fp32",  # compared to 1e-5; auto may pick bf16 on some CPUs
             # Adam amplifies float summation-order noise in near-zero gradients; a moderate lr
             # keeps the comparison about the maths (token-normalised loss), not that noise.
             "lr": 5e-4,

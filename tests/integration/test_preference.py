@@ -29,6 +29,7 @@ def tree(run_dir: Path, stage: str, datasets: list[dict[str, Any]], **sections: 
         "data": {"datasets": datasets, "max_length": 64, "truncation": "truncate_left"},
         "method": {"stage": stage, "type": "lora", "lora": {"rank": 8, "alpha": 16}},
         "train": {
+            "precision": "fp32",  # exact comparisons below; auto may pick bf16
             "lr": 2e-3,
             "max_steps": 6,
             "batch_size": 8,
@@ -199,6 +200,7 @@ def test_frozen_copy_equals_precomputed_reference(tmp_path: Path, tiny_qwen2: Pa
 
 def accumulation_tree(run_dir: Path, stage: str, batch_size: int, grad_accum: int) -> dict:
     train = {"max_steps": 2, "batch_size": batch_size, "grad_accum": grad_accum, "lr": 1e-4}
+    train["precision"] = "fp32"  # compared to 1e-5; auto may pick bf16 on some CPUs
     data = KTO_ARITH if stage == "kto" else ARITH
     return tree(run_dir, stage, data, method={"type": "full"}, train=train)
 

@@ -27,6 +27,7 @@ def write_config(path: Path, run_dir: Path, **train: object) -> Path:
         },
         "method": {"type": "full"},
         "train": {
+            "precision": "fp32",  # bit-exact comparison; auto may pick bf16
             "lr": 2e-3,
             "max_steps": 12,
             "batch_size": 2,

@@ -131,6 +131,9 @@ class DataConfig(Section):
     max_length: int = Field(512, ge=16)
     truncation: Literal["drop", "truncate_left", "truncate_right"] = "drop"
     packing: bool = True
+    group_by_length: bool = Field(
+        True, description="Without packing: batch samples of similar length (less padding)."
+    )
     train_on_prompt: bool = False
     mask_history: bool = False
     on_error: Literal["raise", "skip"] = "raise"
@@ -250,6 +253,9 @@ class TrainConfig(Section):
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
+    compile: bool = Field(
+        False, description="torch.compile the model (first step compiles; see train_summary.json)."
+    )
     log_every: int = Field(5, ge=1)
     save_every: int | None = Field(None, ge=1, description="Checkpoint every N steps.")
     keep_last: int = Field(2, ge=1)

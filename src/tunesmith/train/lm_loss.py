@@ -11,8 +11,9 @@ Three ways to get ``sum of token losses`` (``train.ce_impl``), all equal to the 
   ``[tokens, vocab]`` tensor exists at all. Needs a plain ``nn.Linear`` head and unsharded weights.
 * ``liger``: Liger's Triton fused linear cross-entropy (CUDA with ``liger-kernel`` installed).
 
-``auto`` takes the first that applies of liger (CUDA, installed, no span weights), chunked and
-logits; models whose ``forward`` has no ``logits_to_keep`` fall back to full logits.
+``auto`` takes the first that applies of liger (CUDA, installed), chunked (not under
+``torch.compile``) and logits; models whose ``forward`` has no ``logits_to_keep`` fall back to
+full logits. Liger takes no per-token weights: batches with span weights use the chunked path.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def resolve_ce_impl(requested: str, model: Any, *, device: torch.device, sharded
     head = _head(model)
     plain_head = type(head) is torch.nn.Linear  # not a LoRA / modules_to_save / 4-bit wrapper
     mask_ok = _takes_logits_mask(model)
-    chunk_ok = mask_ok and plain_head and not sharded
+    # The chunked path hooks the head each step, which would make torch.compile retrace.
+    compiled = getattr(_inner(model), "_compiled_call_impl", None) is not None
+    chunk_ok = mask_ok and plain_head and not sharded and not compiled
     liger_ok = chunk_ok and device.type == "cuda" and _has_liger()
     if requested == "auto":
         return "liger" if liger_ok else "chunked" if chunk_ok else "logits" if mask_ok else "full"
@@ -66,7 +69,7 @@ def resolve_ce_impl(requested: str, model: Any, *, device: torch.device, sharded
         "logits": None if mask_ok else "the model's forward takes no logits_to_keep",
         "chunked": None
         if chunk_ok
-        else "needs logits_to_keep, a plain nn.Linear lm_head and unsharded weights",
+        else "needs logits_to_keep, a plain nn.Linear lm_head, unsharded weights, no compile",
         "liger": None if liger_ok else "needs CUDA, liger-kernel and a plain nn.Linear lm_head",
         "full": None,
     }[requested]

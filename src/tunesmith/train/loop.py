@@ -49,14 +49,23 @@ def make_batches(
     seed: int,
     num_processes: int = 1,
     rank: int = 0,
+    group_by_length: bool = False,
+    static_rows: bool = False,
+    pin_memory: bool = False,
 ) -> list[dict[str, Any]]:
     """One epoch of this process's collated micro-batches, in a seeded order.
 
     Packed: samples are packed best-fit-decreasing into rows of ``max_length`` (isolated by
     position ids) and the rows shuffled. Padded: samples are shuffled and padded to the longest
-    in each micro-batch. Either way the units are grouped ``batch_size * num_processes`` per
-    global micro-batch and process ``rank`` takes every ``num_processes``-th unit of it, so N
-    processes see exactly the units one process would see with an N-times larger batch.
+    in each micro-batch; with ``group_by_length`` the shuffled samples are sorted by length within
+    windows of ``GROUP_WINDOW`` global batches and the batches shuffled again, so each batch holds
+    similar lengths (little padding) while the order stays random. Either way the units are
+    grouped ``batch_size * num_processes`` per global micro-batch and process ``rank`` takes every
+    ``num_processes``-th unit of it, so N processes see exactly the units one process would see
+    with an N-times larger batch.
+
+    ``static_rows`` pads every packed row to ``max_length`` (fixed shapes for ``torch.compile``);
+    ``pin_memory`` pins the tensors for asynchronous copies to a GPU.
     """
     rng = random.Random(seed)
     if packing:
@@ -65,6 +74,8 @@ def make_batches(
         units = [[i] for i in range(len(samples))]
     rng.shuffle(units)
     global_size = batch_size * num_processes
+    if group_by_length and not packing:
+        units = _grouped(units, [len(s["input_ids"]) for s in samples], global_size, rng)
     batches = []
     for b in range(0, len(units), global_size):
         mine = units[b : b + global_size][rank::num_processes]
@@ -75,10 +86,34 @@ def make_batches(
             else [[samples[i] for i in u] for u in mine]
         )
         if packing:
-            batches.append(collate_packed(picked, pad_token_id))
+            row_length = max_length if static_rows else None
+            batches.append(collate_packed(picked, pad_token_id, row_length=row_length))
         else:
             batches.append(collate_padded([u[0] for u in picked], pad_token_id))
+    if pin_memory:
+        batches = [
+            {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+            for b in batches
+        ]
     return batches
+
+
+GROUP_WINDOW = 32
+"""Global batches per window of length grouping (as HF's megabatches: large enough to find
+similar lengths, small enough to keep the order random)."""
+
+
+def _grouped(
+    units: list[list[int]], lengths: list[int], global_size: int, rng: random.Random
+) -> list[list[int]]:
+    window = global_size * GROUP_WINDOW
+    ordered: list[list[int]] = []
+    for w in range(0, len(units), window):
+        ordered += sorted(units[w : w + window], key=lambda u: -lengths[u[0]])
+    groups = [ordered[b : b + global_size] for b in range(0, len(ordered), global_size)]
+    last = groups.pop() if groups and len(groups[-1]) < global_size else None
+    rng.shuffle(groups)  # the short last batch stays last
+    return [u for g in [*groups, *([last] if last else [])] for u in g]
 
 
 def _masked(sample: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +138,11 @@ def micro_batch_stream(
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    # Pinned tensors (see make_batches) copy to a GPU asynchronously, overlapping the step.
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
 
 
 def train_step(
@@ -214,6 +253,17 @@ def evaluate_loss(
     return float(total / count.clamp(min=1))
 
 
+def step_timing(seconds: list[float]) -> dict[str, float]:
+    """First and median step time: their difference is what compilation (or warm-up) cost."""
+    if not seconds:
+        return {}
+    rest = sorted(seconds[1:]) or seconds
+    return {
+        "first_step_s": round(seconds[0], 3),
+        "median_step_s": round(rest[len(rest) // 2], 3),
+    }
+
+
 def resolve_loss_impl(cfg: Any, model: Any, accelerator: Any) -> str:
     """``train.ce_impl`` resolved for this model and device (see ``lm_loss``)."""
     from tunesmith.errors import ConfigError
@@ -272,6 +322,7 @@ class Loop:
         self.early = EarlyStopping(cfg.eval.early_stopping_patience)
         self.eval_every = cfg.eval.every or cfg.train.log_every * 10
         self.ce_impl = resolve_loss_impl(cfg, model, accelerator)
+        self.step_seconds: list[float] = []  # this session's steps (the first one compiles)
 
     def _sft_step(self, micro: list[dict[str, Any]]) -> StepStats:
         return train_step(
@@ -334,7 +385,9 @@ class Loop:
                     epoch, micro = next(stream)
                     if epoch != epoch_now:
                         epoch_now, in_epoch = epoch, 0
+                    t_step = time.perf_counter()
                     stats = self.step_fn(micro)
+                    self.step_seconds.append(time.perf_counter() - t_step)
                     self.step += 1
                     in_epoch += 1
                     if self.first_loss != self.first_loss:  # NaN: not set yet
@@ -464,5 +517,7 @@ class Loop:
             "stopped_early": self.stopped_early,
             "best_val_loss": self.early.best if self.early.best != float("inf") else None,
             "seconds": round(seconds, 1),
+            "ce_impl": self.ce_impl,
+            **step_timing(self.step_seconds),
         }
         (self.run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

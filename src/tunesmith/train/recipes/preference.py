@@ -128,7 +128,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
     run_dir = prepare_run_dir(cfg, resume_step=checkpoint_step(ckpt) if ckpt else None)
     seed_everything(tc.seed)
-    accelerator = make_accelerator(cfg, run_dir)
+    accelerator = make_accelerator(cfg, run_dir, say)
     say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
     # 1. Tokenizer, template, pairs (prompt once, labels on the replies only).

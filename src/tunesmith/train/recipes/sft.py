@@ -7,6 +7,7 @@ standard ``transformers`` / ``peft`` format.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -109,19 +110,50 @@ def build_renderer(cfg: RunConfig, tokenizer: Any) -> Any:
 
 
 def choose_precision(precision: str) -> str:
-    """Accelerate's ``mixed_precision`` for a config value (``auto``: bf16 on capable GPUs)."""
+    """Accelerate's ``mixed_precision`` for a config value.
+
+    ``auto``: bf16 on GPUs that support it; on CPU bf16 only where a bf16 matmul measures at
+    least ``CPU_BF16_MIN_SPEEDUP`` times faster than fp32 (CPUs with avx512_bf16 / AMX), else
+    fp32. Autocast adds casts, so a small matmul gain does not pay for itself.
+    """
     import torch
 
     if precision == "auto":
-        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return "bf16" if cuda_bf16 else "no"
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "no"
+        return "bf16" if cpu_bf16_speedup() >= CPU_BF16_MIN_SPEEDUP else "no"
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+
+
+CPU_BF16_MIN_SPEEDUP = 1.5
+
+
+@functools.cache
+def cpu_bf16_speedup(m: int = 2048, k: int = 512, n: int = 1536, reps: int = 3) -> float:
+    """How many times faster a bf16 matmul of a transformer-layer shape runs than fp32 here."""
+    import torch
+
+    def best(dtype: torch.dtype) -> float:
+        a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+        a @ b  # warm-up (kernel selection)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    state = torch.random.get_rng_state()  # measuring must not move the run's random stream
+    try:
+        return best(torch.float32) / best(torch.bfloat16)
+    finally:
+        torch.random.set_rng_state(state)
 
 
 TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
-def make_accelerator(cfg: RunConfig, run_dir: Path) -> Any:
+def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
     """The run's Accelerator: precision, device, and the trackers of ``train.report_to``.
 
     Trackers log under ``<run_dir>/trackers`` (tensorboard) or wherever the tracker's own
@@ -146,6 +178,10 @@ def make_accelerator(cfg: RunConfig, run_dir: Path) -> Any:
     )
     if trackers:
         accelerator.init_trackers(cfg.output.name, config=flat_hparams(cfg))
+    if say is not None and cfg.train.precision == "auto" and accelerator.is_main_process:
+        where = "CUDA" if torch.cuda.is_available() else "this CPU"
+        note = "" if torch.cuda.is_available() else f"; bf16 matmul {cpu_bf16_speedup():.2f}x fp32"
+        say(f"precision auto -> {accelerator.mixed_precision} on {where}{note}")
     return accelerator
 
 
@@ -272,7 +308,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     resume_step = checkpoint_step(ckpt) if ckpt else None
     run_dir = prepare_run_dir(cfg, resume_step=resume_step)
     seed_everything(tc.seed)
-    accelerator = make_accelerator(cfg, run_dir)
+    accelerator = make_accelerator(cfg, run_dir, say)
     say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
     # 1. Tokenizer, template, data (the main process prepares; the others read its cache).
@@ -301,6 +337,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         enable_activation_checkpointing(model)
     model = apply_method(model, cfg.method)
     say(f"method: {cfg.method.type}; {param_report(model)}")
+    if tc.compile:
+        model.compile()  # in place: the module and its parameter names stay as they are
 
     # 3. Batches, schedule, optimiser.
     def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
@@ -313,6 +351,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
             seed=seed,
             num_processes=accelerator.num_processes,
             rank=accelerator.process_index,
+            group_by_length=cfg.data.group_by_length,
+            static_rows=tc.compile,
+            pin_memory=accelerator.device.type == "cuda",
         )
 
     epochs: dict[int, list[dict[str, Any]]] = {0: batches_for(data.train, tc.seed)}

@@ -1,0 +1,80 @@
+"""Epoch batches: length grouping, static packed rows, sharding across processes."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from tunesmith.train.loop import make_batches
+
+
+def corpus(n: int = 300, seed: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        length = rng.choice([rng.randint(4, 20), rng.randint(60, 120)])
+        ids = [5 + (i + j) % 50 for j in range(length)]
+        out.append({"input_ids": ids, "labels": ids, "id": i})
+    return out
+
+
+def padded(batches: list[dict[str, Any]]) -> int:
+    return sum(int((b["attention_mask"] == 0).sum()) for b in batches)
+
+
+def rows_of(batches: list[dict[str, Any]]) -> list[tuple[int, ...]]:
+    """Each trained sample as its token tuple, batch by batch (padding removed).
+
+    A process with nothing left in the last global batch gets a copy of a sample with no labels
+    (so every process still steps); it adds no loss and is left out here.
+    """
+    out = []
+    for b in batches:
+        for row, mask, labels in zip(b["input_ids"], b["attention_mask"], b["labels"]):
+            if (labels != -100).any():
+                out.append(tuple(row[mask.bool()].tolist()))
+    return out
+
+
+def test_grouping_keeps_every_sample_and_cuts_padding() -> None:
+    data = corpus()
+    kw: dict[str, Any] = {"batch_size": 8, "max_length": 128, "packing": False, "pad_token_id": 0}
+    plain = make_batches(data, seed=3, **kw)
+    grouped = make_batches(data, seed=3, group_by_length=True, **kw)
+    assert sorted(rows_of(plain)) == sorted(rows_of(grouped))
+    assert padded(grouped) < 0.25 * padded(plain)
+    assert rows_of(grouped) == rows_of(make_batches(data, seed=3, group_by_length=True, **kw))
+    assert rows_of(grouped) != rows_of(make_batches(data, seed=4, group_by_length=True, **kw))
+    # The order stays random: batch lengths do not simply descend through the epoch.
+    longest = [int(b["attention_mask"].sum(1).max()) for b in grouped]
+    assert longest != sorted(longest, reverse=True)
+
+
+def test_grouped_shards_of_two_processes_are_the_one_process_batches() -> None:
+    data = corpus(101)
+    kw: dict[str, Any] = {"max_length": 128, "packing": False, "pad_token_id": 0, "seed": 1}
+    one = make_batches(data, batch_size=4, group_by_length=True, **kw)
+    shards = [
+        make_batches(data, batch_size=2, group_by_length=True, num_processes=2, rank=r, **kw)
+        for r in (0, 1)
+    ]
+    assert len(shards[0]) == len(one)
+    for whole, a, b in zip(one, *shards):
+        assert sorted(rows_of([whole])) == sorted(rows_of([a]) + rows_of([b]))
+
+
+def test_static_rows_pad_every_packed_row_to_max_length() -> None:
+    data = corpus(40)
+    kw: dict[str, Any] = {"batch_size": 4, "max_length": 128, "packing": True, "pad_token_id": 0}
+    free = make_batches(data, seed=0, **kw)
+    static = make_batches(data, seed=0, static_rows=True, **kw)
+    assert {tuple(b["input_ids"].shape[1:]) for b in static} == {(128,)}
+    assert len({b["input_ids"].shape[1] for b in free}) >= 1
+    for f, s in zip(free, static):
+        n = f["input_ids"].shape[1]
+        assert torch.equal(s["input_ids"][:, :n], f["input_ids"])
+        assert torch.equal(s["labels"][:, :n], f["labels"])
+        assert (s["labels"][:, n:] == -100).all()
+        assert f["seq_lens"] == s["seq_lens"]
