@@ -1,26 +1,41 @@
 """Training throughput and model FLOP utilisation against this machine's measured matmul peak.
 
-Trains the built-in tiny Qwen2 on alpaca_en_demo + identity (from ../shared/data/llamafactory)
-with LoRA r=8 on all linear layers and with full fine-tuning, in several variants:
+Trains the built-in tiny Qwen2 (``tunesmith model tiny``: ~4M parameters, a step of 8 x 512
+tokens takes about a second on 2 CPU cores) on alpaca_en_demo + identity from
+``../shared/data/llamafactory``, with LoRA r=8 on all linear layers and with full fine-tuning, in
+these variants (each in its own process, so peak memory is its own):
 
-* ``padded``  — every batch padded to its longest sample (what peers run by default);
-* ``packed``  — isolated packing into rows of ``max_length`` (position ids, no 2-D mask);
-* ``packed+bf16`` — the same under bf16 autocast (measured, not assumed).
+* ``padded``          padded to the longest sample of each batch, logits at every position:
+                      what peers run by default (the baseline);
+* ``padded+fast``     length-grouped batches, the loss only at trained positions (fused chunked
+                      lm_head + cross-entropy);
+* ``packed``          isolated packing into rows of ``--max-length`` (position ids, no 2-D mask),
+                      logits at every position;
+* ``packed+fast``     packing + the fused chunked loss (tunesmith's default);
+* ``packed+fast+bf16``  the same under bf16 autocast (``train.precision: bf16``);
+* ``packed+compile``  packing + ``torch.compile`` (static rows; the loss through the lm_head on
+                      trained positions only, as ``train.ce_impl: logits``). Compile time is
+                      reported separately and excluded from the timed steps.
 
-Each variant runs in its own process (so peak RSS is its own) and reports real tokens/s (tokens
-of real samples, padding excluded), padding fraction, peak RSS, model FLOP/s and that as a share of
-the fp32 matmul peak measured in this same run (``torch.matmul`` of large square matrices).
+For each: real tokens/s (tokens of real samples, padding excluded), padding fraction, peak RSS
+(and peak GPU memory on CUDA), model FLOP/s and that as a share of the matmul peak measured in this
+same run (``torch.matmul`` of large square matrices in fp32 and bf16; the machine's limit is the
+faster of the two).
 
-Model FLOPs per real token (documented formula):
-  full: 6 * N_matmul + 12 * n_layers * d * L_ctx
-  lora: 4 * N_matmul + 6 * N_adapter + 12 * n_layers * d * L_ctx
-where N_matmul counts every weight used in a matmul per token (all linear layers including the
-lm_head; embeddings are lookups), N_adapter the LoRA parameters, d the hidden size and L_ctx the
-mean attended context per token (for a causal sample of length n: (n + 1) / 2). The 4N of LoRA is
-the forward (2N) plus the input-gradient half of the backward (2N); frozen weights get no weight
-gradient.
+Model FLOPs count the *useful* work of a training step, the same for every variant:
 
-The last line is ``mfu_full=X mfu_lora=Y`` (best variant of each, fractions of the fp32 peak).
+  full:  6 * N_body * T  +  6 * N_head * T_trained  +  12 * L * d * sum_s n_s^2 / 2
+  lora:  4 * N_body * T  +  4 * N_head * T_trained  +  6 * N_adapter * T  +  (attention as full)
+
+where T is the number of real tokens, T_trained the trained ones (a label follows), N_body the
+weights used in matmuls inside the decoder layers, N_head the ``lm_head`` (vocab x hidden; the
+loss needs it only at trained positions, so logits elsewhere are waste, not work), L the layer
+count, d the hidden size and n_s each sample's length (causal attention: QK^T and AV, forward
+2 x 2 x d x n^2 / 2 per layer, backward twice that). LoRA's 4N is the forward (2N) plus the
+input-gradient half of the backward (2N): frozen weights get no weight gradient.
+
+The benchmark runs unchanged on CPU and GPU (CUDA: bf16 peak, SDPA; Liger's fused loss when
+installed). The last line is ``mfu_full=X mfu_lora=Y`` (the best variant of each method).
 """
 
 from __future__ import annotations
@@ -36,28 +51,47 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "llamafactory"
+BASE = {"packing": False, "group": False, "ce": "full", "precision": "fp32", "compile": False}
 VARIANTS = {
-    "padded": {"packing": False, "precision": "fp32"},
-    "packed": {"packing": True, "precision": "fp32"},
-    "packed+bf16": {"packing": True, "precision": "bf16"},
+    "padded": BASE,
+    "padded+fast": {**BASE, "group": True, "ce": "auto"},
+    "packed": {**BASE, "packing": True},
+    "packed+fast": {**BASE, "packing": True, "ce": "auto"},
+    "packed+fast+bf16": {**BASE, "packing": True, "ce": "auto", "precision": "bf16"},
+    "packed+compile": {**BASE, "packing": True, "ce": "auto", "compile": True},
 }
 
 
-def matmul_peak(dtype: str, n: int = 2048, seconds: float = 3.0) -> float:
-    """Sustained FLOP/s of a large square matmul in ``dtype`` on this machine."""
+def _sync() -> None:
     import torch
 
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def matmul_peak(dtype: str, n: int = 2048, seconds: float = 3.0) -> float:
+    """Sustained FLOP/s of a large square matmul in ``dtype`` (best of several windows)."""
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev == "cuda":
+        n = 8192
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+    a, b = torch.randn(n, n, dtype=dt, device=dev), torch.randn(n, n, dtype=dt, device=dev)
     torch.matmul(a, b)  # warm-up
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.matmul(a, b)
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - start)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        _sync()
+        start, reps = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 6:
+            torch.matmul(a, b)
+            reps += 1
+        _sync()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+    return best
 
 
-def bench_config(method: str, variant: str, max_length: int) -> dict:
+def bench_config(method: str, variant: str, max_length: int, batch_size: int) -> dict:
     v = VARIANTS[variant]
     return {
         "model": {"name": "builtin:tiny-qwen2"},
@@ -69,14 +103,24 @@ def bench_config(method: str, variant: str, max_length: int) -> dict:
             "identity": {"name": "Nova", "author": "the Tunesmith team"},
             "max_length": max_length,
             "packing": v["packing"],
+            "group_by_length": v["group"],
             "truncation": "truncate_right",
         },
         "method": {"type": method, "lora": {"rank": 8, "alpha": 16, "targets": "all-linear"}},
-        "train": {"lr": 1e-4, "batch_size": 8, "precision": v["precision"], "seed": 0},
+        "train": {
+            "lr": 1e-4,
+            "batch_size": batch_size,
+            "precision": v["precision"],
+            "seed": 0,
+            "ce_impl": v["ce"],
+            "compile": v["compile"],
+        },
     }
 
 
-def run_variant(method: str, variant: str, steps: int, warmup: int, max_length: int) -> dict:
+def run_variant(
+    method: str, variant: str, steps: int, warmup: int, max_length: int, batch_size: int
+) -> dict:
     """Train ``steps`` timed steps (after ``warmup``) and measure; runs in a child process."""
     import torch
     from accelerate import Accelerator
@@ -85,21 +129,25 @@ def run_variant(method: str, variant: str, steps: int, warmup: int, max_length: 
     from tunesmith.data.engine import prepare
     from tunesmith.model.adapters import apply_method
     from tunesmith.model.loader import load_model, load_tokenizer
-    from tunesmith.train.loop import make_batches, train_step
+    from tunesmith.train.loop import make_batches, resolve_loss_impl, train_step
     from tunesmith.train.recipes.sft import build_renderer, choose_precision, make_optimizer
 
-    cfg = load_config(tree=bench_config(method, variant, max_length))
+    cfg = load_config(tree=bench_config(method, variant, max_length, batch_size))
+    cuda = torch.cuda.is_available()
     torch.manual_seed(0)
     tok = load_tokenizer(cfg.model.name)
     data = prepare(cfg.data, build_renderer(cfg, tok))
     model = load_model(cfg.model.name, dtype="float32")
     model.config.use_cache = False
     model = apply_method(model, cfg.method)
-    acc = Accelerator(mixed_precision=choose_precision(cfg.train.precision), cpu=True)
+    if cfg.train.compile:
+        model.compile()
+    acc = Accelerator(mixed_precision=choose_precision(cfg.train.precision), cpu=not cuda)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     model, opt = acc.prepare(model, opt)
     model.train()
+    impl = resolve_loss_impl(cfg, model, acc)
     batches = make_batches(
         data.train,
         batch_size=cfg.train.batch_size,
@@ -107,39 +155,60 @@ def run_variant(method: str, variant: str, steps: int, warmup: int, max_length: 
         packing=cfg.data.packing,
         pad_token_id=tok.pad_token_id,
         seed=0,
+        group_by_length=cfg.data.group_by_length,
+        static_rows=cfg.train.compile,
+        pin_memory=cuda,
     )
     need = warmup + steps
     batches = (batches * (need // len(batches) + 1))[:need]
-    real = fed = 0
-    ctx_sum = 0.0
+    real = fed = trained = 0
+    attn_pairs = 0.0
+    warm_s = 0.0
+    t0 = time.perf_counter()
     for i, batch in enumerate(batches):
         if i == warmup:
+            _sync()
+            warm_s = time.perf_counter() - t0
             start = time.perf_counter()
-        train_step(model, opt, sched, acc, [batch], attn_implementation="sdpa", max_grad_norm=1.0)
+        train_step(
+            model, opt, sched, acc, [batch], attn_implementation="sdpa", max_grad_norm=1.0,
+            ce_impl=impl, ce_chunk_size=cfg.train.ce_chunk_size,
+        )  # fmt: skip
         if i >= warmup:
             lens = _sample_lengths(batch)
             real += sum(lens)
-            ctx_sum += sum(n * (n + 1) / 2 for n in lens)
+            trained += int((batch["labels"][..., 1:] != -100).sum())
+            attn_pairs += sum(n * n / 2 for n in lens)
             fed += batch["input_ids"].numel()
+    _sync()
     seconds = time.perf_counter() - start
-    cfgm = model.config if hasattr(model, "config") else model.module.config
-    n_matmul = sum(
+    inner = acc.unwrap_model(model)
+    mcfg = inner.config
+    head = inner.get_output_embeddings()
+    n_head = head.weight.numel()
+    n_body = sum(
         m.weight.numel()
-        for name, m in acc.unwrap_model(model).named_modules()
-        if isinstance(m, torch.nn.Linear) and "lora_" not in name
+        for name, m in inner.named_modules()
+        if isinstance(m, torch.nn.Linear) and "lora_" not in name and m is not head
     )
-    n_adapter = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-    l_ctx = ctx_sum / max(real, 1)
-    attn = 12 * cfgm.num_hidden_layers * cfgm.hidden_size * l_ctx
-    per_token = (6 * n_matmul if method == "full" else 4 * n_matmul + 6 * n_adapter) + attn
+    n_adapter = sum(p.numel() for n, p in inner.named_parameters() if "lora_" in n)
+    attn = 12 * mcfg.num_hidden_layers * mcfg.hidden_size * attn_pairs
+    if method == "full":
+        flops = 6 * n_body * real + 6 * n_head * trained + attn
+    else:
+        flops = 4 * n_body * real + 4 * n_head * trained + 6 * n_adapter * real + attn
     return {
         "method": method,
         "variant": variant,
+        "ce_impl": impl,
         "tokens_per_s": real / seconds,
         "padding_fraction": 1 - real / max(fed, 1),
+        "trained_fraction": trained / max(real, 1),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "model_flops_per_s": per_token * real / seconds,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "model_flops_per_s": flops / seconds,
         "step_s": seconds / steps,
+        "warmup_s": warm_s,
     }
 
 
@@ -154,40 +223,49 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--methods", default="full,lora")
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--child", nargs=2, metavar=("METHOD", "VARIANT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        out = run_variant(*args.child, args.steps, args.warmup, args.max_length)
+        out = run_variant(*args.child, args.steps, args.warmup, args.max_length, args.batch_size)
         print("RESULT " + json.dumps(out))
         return
 
     if not SHARED.is_dir():
         sys.exit(f"missing {SHARED}: the shared demo data must sit beside the repository")
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     peak32, peak16 = matmul_peak("fp32"), matmul_peak("bf16")
-    print(f"matmul peak: fp32 {peak32 / 1e9:.1f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s")
+    peak = max(peak32, peak16)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads; matmul peak: fp32 "
+        f"{peak32 / 1e9:.1f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s (limit: the faster)"
+    )
     results = []
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     for method in args.methods.split(","):
         for variant in args.variants.split(","):
             cmd = [sys.executable, __file__, "--child", method, variant]
             cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
-            cmd += ["--max-length", str(args.max_length)]
+            cmd += ["--max-length", str(args.max_length), "--batch-size", str(args.batch_size)]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
-                sys.exit(f"{method}/{variant} failed:\n{out.stderr[-2000:]}")
+                sys.exit(f"{method}/{variant} failed:\n{out.stderr[-3000:]}")
             r = json.loads(line[len("RESULT ") :])
-            peak = peak16 if "bf16" in variant else peak32
-            r["mfu"] = r["model_flops_per_s"] / peak32
-            r["mfu_own_dtype"] = r["model_flops_per_s"] / peak
+            r["mfu"] = r["model_flops_per_s"] / peak
             results.append(r)
+            gpu = f"  gpu {r['peak_gpu_mib']:6.0f} MiB" if r["peak_gpu_mib"] else ""
+            extra = f"  (compile/warm-up {r['warmup_s']:.0f} s)" if "compile" in variant else ""
             print(
-                f"{method:4s} {variant:12s} {r['tokens_per_s']:8,.0f} real tok/s  "
-                f"pad {100 * r['padding_fraction']:4.1f}%  rss {r['peak_rss_mib']:6.0f} MiB  "
-                f"{r['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  mfu(fp32 peak) {r['mfu']:.3f}  "
-                f"mfu(own dtype) {r['mfu_own_dtype']:.3f}"
+                f"{method:4s} {variant:17s} {r['tokens_per_s']:8,.0f} real tok/s  "
+                f"pad {100 * r['padding_fraction']:4.1f}%  rss {r['peak_rss_mib']:5.0f} MiB{gpu}  "
+                f"{r['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  mfu {r['mfu']:.3f}"
+                f"  [{r['ce_impl']}]{extra}"
             )
     for method in args.methods.split(","):
         mine = {r["variant"]: r for r in results if r["method"] == method}
@@ -196,6 +274,8 @@ def main() -> None:
                 if v != "padded":
                     ratio = r["tokens_per_s"] / mine["padded"]["tokens_per_s"]
                     print(f"{method}: {v} / padded = {ratio:.2f}x real tokens/s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     best = {
         m: max((r["mfu"] for r in results if r["method"] == m), default=0.0)
         for m in ("full", "lora")

@@ -79,6 +79,9 @@ def apply_lora(model: Any, method: MethodConfig) -> Any:
         peft_model.save_pretrained(init_dir)
         peft_model.peft_config["default"].init_lora_weights = "pissa"
         peft_model.pissa_init_dir = init_dir
+    from tunesmith.model.fused_lora import fuse_lora
+
+    fuse_lora(peft_model)  # same maths and weights, fewer passes over the activations
     return peft_model
 
 
