@@ -129,7 +129,8 @@ def run_variant(
     from tunesmith.data.engine import prepare
     from tunesmith.model.adapters import apply_method
     from tunesmith.model.loader import load_model, load_tokenizer
-    from tunesmith.train.loop import make_batches, resolve_loss_impl, train_step
+    from tunesmith.train.batches import make_batches
+    from tunesmith.train.loop import resolve_loss_impl, train_step
     from tunesmith.train.recipes.sft import build_renderer, choose_precision, make_optimizer
 
     cfg = load_config(tree=bench_config(method, variant, max_length, batch_size))

@@ -414,7 +414,7 @@ def make_pair_batches(
 ) -> list[dict[str, Any]]:
     """One epoch of this process's micro-batches of pairs (or KTO examples), seeded.
 
-    Sharded like ``train.loop.make_batches``: samples are shuffled, grouped
+    Sharded like ``train.batches.make_batches``: samples are shuffled, grouped
     ``batch_size * num_processes`` per global micro-batch, and process ``rank`` takes every
     ``num_processes``-th of each group. A process left without samples gets a filler with
     ``example_weight`` 0 (it runs the forward pass collectives need, and adds no loss).

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from tunesmith.train.loop import make_batches
+from tunesmith.train.batches import make_batches
 
 
 def corpus(n: int = 300, seed: int = 0) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import torch
 from transformers import get_scheduler
 
 from tunesmith.errors import ConfigError
+from tunesmith.train.batches import make_batches, micro_batch_stream
 from tunesmith.train.checkpoint import (
     CHECKPOINT_DIR,
     find_latest,
@@ -22,7 +23,7 @@ from tunesmith.train.checkpoint import (
     resolve_resume,
     save_checkpoint,
 )
-from tunesmith.train.loop import make_batches, micro_batch_stream, train_step
+from tunesmith.train.loop import train_step
 
 torch.set_num_threads(1)  # deterministic and kind to the shared 2-core machine
 

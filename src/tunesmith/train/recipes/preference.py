@@ -115,8 +115,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.data.pairs import make_pair_batches, prepare_pairs
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import load_model, load_tokenizer
+    from tunesmith.train.batches import steps_per_epoch
     from tunesmith.train.checkpoint import resolve_resume
-    from tunesmith.train.loop import Loop, steps_per_epoch
+    from tunesmith.train.loop import Loop
     from tunesmith.train.recipes.sft import checkpoint_step
 
     say = console.print if console is not None else print

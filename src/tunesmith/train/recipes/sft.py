@@ -264,8 +264,8 @@ def resume(
     (fresh, or restored together with weights, optimiser, scheduler and RNG in place), and the
     stream of micro-batch groups starting at the next untrained step.
     """
+    from tunesmith.train.batches import micro_batch_stream
     from tunesmith.train.checkpoint import load_checkpoint
-    from tunesmith.train.loop import micro_batch_stream
 
     tc = cfg.train
     guard = {
@@ -296,8 +296,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.data.engine import prepare, write_report
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import load_model, load_tokenizer
+    from tunesmith.train.batches import make_batches, steps_per_epoch
     from tunesmith.train.checkpoint import resolve_resume
-    from tunesmith.train.loop import Loop, make_batches, steps_per_epoch
+    from tunesmith.train.loop import Loop
 
     say = console.print if console is not None else print
     t_start = time.perf_counter()

@@ -47,7 +47,7 @@ STAGES = ("vlm_pretrain", "vlm_sft")
 class VLMBatches(Sequence[dict[str, Any]]):
     """One epoch of collated micro-batches whose images are loaded when a batch is taken.
 
-    The grouping is ``loop.make_batches``'s: packed rows (or single samples) in a seeded order,
+    The grouping is ``batches.make_batches``'s: packed rows (or single samples) in a seeded order,
     ``batch_size * num_processes`` units per global micro-batch, every ``num_processes``-th unit
     of it for this process.
     """
@@ -131,8 +131,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         image_seq_length,
         load_llava_for_training,
     )
+    from tunesmith.train.batches import steps_per_epoch
     from tunesmith.train.checkpoint import resolve_resume
-    from tunesmith.train.loop import Loop, steps_per_epoch
+    from tunesmith.train.loop import Loop
 
     check_stage(cfg)
     say = console.print if console is not None else print

@@ -1,0 +1,114 @@
+"""An epoch of micro-batches: packing or length grouping, seeded order, sharding by process.
+
+Batches are collated once per epoch, before the first step, so the step never waits for data.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from tunesmith.data.collate import collate_packed, collate_padded
+from tunesmith.data.packing import pack_best_fit_decreasing
+
+
+def make_batches(
+    samples: Sequence[dict[str, Any]],
+    *,
+    batch_size: int,
+    max_length: int,
+    packing: bool,
+    pad_token_id: int,
+    seed: int,
+    num_processes: int = 1,
+    rank: int = 0,
+    group_by_length: bool = False,
+    static_rows: bool = False,
+    pin_memory: bool = False,
+) -> list[dict[str, Any]]:
+    """One epoch of this process's collated micro-batches, in a seeded order.
+
+    Packed: samples are packed best-fit-decreasing into rows of ``max_length`` (isolated by
+    position ids) and the rows shuffled. Padded: samples are shuffled and padded to the longest
+    in each micro-batch; with ``group_by_length`` the shuffled samples are sorted by length within
+    windows of ``GROUP_WINDOW`` global batches and the batches shuffled again, so each batch holds
+    similar lengths (little padding) while the order stays random. Either way the units are
+    grouped ``batch_size * num_processes`` per global micro-batch and process ``rank`` takes every
+    ``num_processes``-th unit of it, so N processes see exactly the units one process would see
+    with an N-times larger batch.
+
+    ``static_rows`` pads every packed row to ``max_length`` (fixed shapes for ``torch.compile``);
+    ``pin_memory`` pins the tensors for asynchronous copies to a GPU.
+    """
+    rng = random.Random(seed)
+    if packing:
+        units = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
+    else:
+        units = [[i] for i in range(len(samples))]
+    rng.shuffle(units)
+    global_size = batch_size * num_processes
+    if group_by_length and not packing:
+        units = _grouped(units, [len(s["input_ids"]) for s in samples], global_size, rng)
+    batches = []
+    for b in range(0, len(units), global_size):
+        mine = units[b : b + global_size][rank::num_processes]
+        no_loss = not mine  # fewer units than processes: a batch that adds no loss
+        picked = (
+            [[_masked(samples[units[0][0]])]]
+            if no_loss
+            else [[samples[i] for i in u] for u in mine]
+        )
+        if packing:
+            row_length = max_length if static_rows else None
+            batches.append(collate_packed(picked, pad_token_id, row_length=row_length))
+        else:
+            batches.append(collate_padded([u[0] for u in picked], pad_token_id))
+    if pin_memory:
+        batches = [
+            {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+            for b in batches
+        ]
+    return batches
+
+
+GROUP_WINDOW = 32
+"""Global batches per window of length grouping (as HF's megabatches: large enough to find
+similar lengths, small enough to keep the order random)."""
+
+
+def _grouped(
+    units: list[list[int]], lengths: list[int], global_size: int, rng: random.Random
+) -> list[list[int]]:
+    window = global_size * GROUP_WINDOW
+    ordered: list[list[int]] = []
+    for w in range(0, len(units), window):
+        ordered += sorted(units[w : w + window], key=lambda u: -lengths[u[0]])
+    groups = [ordered[b : b + global_size] for b in range(0, len(ordered), global_size)]
+    last = groups.pop() if groups and len(groups[-1]) < global_size else None
+    rng.shuffle(groups)  # the short last batch stays last
+    return [u for g in [*groups, *([last] if last else [])] for u in g]
+
+
+def _masked(sample: dict[str, Any]) -> dict[str, Any]:
+    return {**sample, "labels": [-100] * len(sample["labels"])}
+
+
+def steps_per_epoch(n_micro: int, grad_accum: int) -> int:
+    """Optimiser steps in an epoch of ``n_micro`` micro-batches (a short last step counts)."""
+    return max(1, math.ceil(n_micro / grad_accum))
+
+
+def micro_batch_stream(
+    batches_for_epoch: Any, grad_accum: int, start_epoch: int = 0
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Yield ``(epoch, micro-batches of one optimiser step)`` forever, epoch after epoch."""
+    epoch = start_epoch
+    while True:
+        batches = batches_for_epoch(epoch)
+        for i in range(0, len(batches), grad_accum):
+            yield epoch, batches[i : i + grad_accum]
+        epoch += 1
