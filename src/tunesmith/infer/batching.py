@@ -107,7 +107,14 @@ class Scheduler:
             return
         for r in new:
             r.start(self.runner.tokenizer)
-        logits, mask, cache = self.runner.prefill([r.prompt for r in new], [r.adapter for r in new])
+        prompts, adapters = [r.prompt for r in new], [r.adapter for r in new]
+        if any(r.pixel_values is not None for r in new):
+            pixels = [r.pixel_values for r in new]
+            for r in new:
+                r.pixel_values = None  # in the cache from now on
+            logits, mask, cache = self.runner.prefill(prompts, adapters, pixels)
+        else:
+            logits, mask, cache = self.runner.prefill(prompts, adapters)
         if not self.running:
             self.running, self._logits, self._mask, self._cache = new, logits, mask, cache
             return
@@ -157,6 +164,13 @@ def join_caches(mask_a: Any, cache_a: Any, mask_b: Any, cache_b: Any) -> Any:
     return torch.cat([pad(mask_a, width - la, 1), pad(mask_b, width - lb, 1)], 0)
 
 
+def make_request(item: Sequence[Any], emit: Callable[[Any], None]) -> Request:
+    """A :class:`Request` from ``(prompt, params, adapter[, pixel_values])``."""
+    prompt, params, adapter, *rest = item
+    pixels = rest[0] if rest else None
+    return Request(prompt=prompt, params=params, emit=emit, adapter=adapter, pixel_values=pixels)
+
+
 class BatchWorker:
     """A background thread running a :class:`Scheduler`; requests may come from any thread.
 
@@ -178,22 +192,26 @@ class BatchWorker:
         params: Any,
         emit: Callable[[Any], None],
         adapter: str | None = None,
+        pixel_values: Any = None,
     ) -> Request:
         """Queue one sequence; its events go to ``emit`` (called from the worker thread)."""
-        req = Request(prompt=prompt, params=params, emit=emit, adapter=adapter)
+        req = Request(
+            prompt=prompt, params=params, emit=emit, adapter=adapter, pixel_values=pixel_values
+        )
         self.scheduler.add(req)
         with self._wake:
             self._wake.notify()
         return req
 
     def submit_many(
-        self, items: Sequence[tuple[list[int], Any, str | None]], emit: Callable[[int, Any], None]
+        self, items: Sequence[tuple[Any, ...]], emit: Callable[[int, Any], None]
     ) -> list[Request]:
-        """Queue several sequences at once; ``emit(index, event)``."""
-        reqs = [
-            Request(prompt=p, params=g, emit=lambda ev, i=i: emit(i, ev), adapter=a)
-            for i, (p, g, a) in enumerate(items)
-        ]
+        """Queue several sequences at once; ``emit(index, event)``.
+
+        Items are ``(prompt ids, params, adapter)``, or with a fourth element, the prompt's
+        ``pixel_values`` (vision-language models).
+        """
+        reqs = [make_request(item, lambda ev, i=i: emit(i, ev)) for i, item in enumerate(items)]
         for r in reqs:
             self.scheduler.add(r)
         with self._wake:

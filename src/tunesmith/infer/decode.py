@@ -93,12 +93,18 @@ def held_back(text: str, stops: Sequence[str]) -> int:
 
 @dataclass(eq=False)
 class Request:
-    """One sequence being generated: prompt, parameters, adapter and where events go."""
+    """One sequence being generated: prompt, parameters, adapter and where events go.
+
+    For a vision-language model, ``prompt`` holds the expanded image tokens (as the processor
+    writes them) and ``pixel_values`` the images' tensor, in placeholder order; the scheduler
+    hands it to the prefill and then lets go of it.
+    """
 
     prompt: list[int]
     params: GenParams
     emit: Callable[[Event], None]
     adapter: str | None = None
+    pixel_values: Any = None
     answer: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     generator: Any = None

@@ -5,6 +5,10 @@ stops on the template's end-of-turn tokens and on stop strings, and generates wi
 left-padded batches whose rows each keep their own sampling parameters and adapter. Synchronous
 calls (:meth:`Engine.generate`, :meth:`Engine.stream`) batch what they are given; the server
 submits to :attr:`Engine.worker`, which batches concurrent requests continuously.
+
+Vision-language models (LLaVA) load with their processor (:attr:`Engine.takes_images`): a
+prompt's ``<image>`` placeholders are expanded into image tokens exactly as in training, and its
+images travel with the request into the prefill, so image and text rows share one batch.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class Engine:
         default_adapter: public name used when a request names no model (``None``: the base).
         base_name: public name of the base model without adapters.
         max_batch: most sequences decoded together.
+        processor: a vision-language model's processor (its chat template wins); ``None`` for
+            text models.
     """
 
     def __init__(
@@ -76,11 +82,21 @@ class Engine:
         default_adapter: str | None = None,
         base_name: str = "base",
         max_batch: int = 32,
+        processor: Any = None,
     ) -> None:
         from tunesmith.infer.runner import ModelRunner
 
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.processor = processor
+        self.image_seq_length = 0
+        if processor is not None:
+            from tunesmith.model.multimodal import image_seq_length
+
+            template = getattr(processor, "chat_template", None)
+            if template:
+                tokenizer.chat_template = template  # the template the model was trained with
+            self.image_seq_length = image_seq_length(processor)
         self.run_config = run_config or {}
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -99,6 +115,11 @@ class Engine:
         self._worker_lock = threading.Lock()
         self._tool_format: Any = False  # probed lazily; None means "template has no tools"
 
+    @property
+    def takes_images(self) -> bool:
+        """Whether this is a vision-language model (prompts may carry images)."""
+        return self.processor is not None
+
     # -- loading ---------------------------------------------------------------------------
     @classmethod
     def load(
@@ -115,8 +136,13 @@ class Engine:
     ) -> Engine:
         """Load a run directory, a merged model, or a base model with adapters.
 
+        Vision-language targets (``builtin:tiny-llava``, a ``vlm_pretrain`` / ``vlm_sft`` run
+        directory, a LLaVA checkpoint folder) load with their processor; a LoRA adapter is
+        merged into the base.
+
         Args:
-            path_or_run: run directory, model folder, hub id or ``builtin:tiny-qwen2``.
+            path_or_run: run directory, model folder, hub id, ``builtin:tiny-qwen2`` or
+                ``builtin:tiny-llava``.
             adapter: LoRA adapter folder used by default (a run directory brings its own).
             dtype: ``auto``, ``float32``, ``bfloat16`` or ``float16``.
             adapters: more LoRA adapters on the same base, by the name requests use.
@@ -129,6 +155,18 @@ class Engine:
             import torch
 
             torch.set_num_threads(threads)
+        from tunesmith.infer.vision import is_vlm_target
+
+        if is_vlm_target(path_or_run, adapter):
+            return cls._load_vlm(
+                path_or_run,
+                adapter=adapter,
+                dtype=dtype,
+                adapters=adapters,
+                bits=bits,
+                device=device,
+                max_batch=max_batch,
+            )
         where = locate(path_or_run, adapter)
         named: dict[str, str] = {}
         if where.adapter:
@@ -164,6 +202,20 @@ class Engine:
             max_batch=max_batch,
         )
 
+    @classmethod
+    def _load_vlm(cls, path_or_run: str, *, max_batch: int, **kw: Any) -> Engine:
+        from tunesmith.infer.vision import load_vlm_target
+
+        model, processor, run_config, name = load_vlm_target(path_or_run, **kw)
+        return cls(
+            model,
+            processor.tokenizer,
+            run_config=run_config,
+            base_name=name,
+            max_batch=max_batch,
+            processor=processor,
+        )
+
     def _stop_token_ids(self) -> list[int]:
         return stop_token_ids(self.model, self.tokenizer)
 
@@ -197,7 +249,38 @@ class Engine:
         self, messages: Messages, tools: list[dict[str, Any]] | None = None, prefix: str = ""
     ) -> list[int]:
         """Token ids of ``messages`` rendered with the generation prompt (and ``prefix``)."""
-        return self.encode(self.render(messages, tools, prefix), special=False)
+        return self.prompt_inputs(messages, tools, prefix)[0]
+
+    def prompt_inputs(
+        self,
+        messages: Messages,
+        tools: list[dict[str, Any]] | None = None,
+        prefix: str = "",
+        images: Sequence[Any] | None = None,
+    ) -> tuple[list[int], Any]:
+        """``(prompt ids, pixel_values or None)`` for ``messages`` and their images.
+
+        ``images`` (PIL images or local references) fill the ``<image>`` placeholders in order;
+        when the messages hold none, the first user turn gets one per image at its start. The
+        ids hold the expanded image tokens, as the processor writes them in training.
+
+        Raises:
+            ConfigError: images for a text model, or placeholders and images that differ.
+        """
+        images = list(images or [])
+        if images and not self.takes_images:
+            raise ConfigError("images given, but this model is text-only")
+        if not self.takes_images:
+            return self.encode(self.render(messages, tools, prefix), special=False), None
+        from tunesmith.infer.vision import attach_placeholders, encode_with_images, to_images
+
+        token = self.processor.image_token
+        text = self.render(attach_placeholders(messages, len(images), token), tools, prefix)
+        if images or token in text:
+            return encode_with_images(
+                self.processor, text, to_images(images), per_image=self.image_seq_length
+            )
+        return self.encode(text, special=False), None
 
     def encode(self, text: str, *, special: bool = True) -> list[int]:
         """Token ids of plain text (``special``: add BOS etc. as the tokenizer does)."""
@@ -220,11 +303,12 @@ class Engine:
             )
 
     # -- generation ------------------------------------------------------------------------
-    def complete(
-        self, items: Sequence[tuple[list[int], GenParams, str | None]]
-    ) -> list[Completion]:
-        """Generate for ``(prompt ids, params, adapter key)`` items, batched; in order."""
-        from tunesmith.infer.batching import Scheduler
+    def complete(self, items: Sequence[tuple[Any, ...]]) -> list[Completion]:
+        """Generate for ``(prompt ids, params, adapter key[, pixel_values])`` items, batched.
+
+        Results come back in order.
+        """
+        from tunesmith.infer.batching import Scheduler, make_request
 
         results = [Completion() for _ in items]
         errors: list[BaseException] = []
@@ -243,10 +327,10 @@ class Engine:
                 errors.append(ev.error)
 
         sched = Scheduler(self.runner, max_batch=self.max_batch)
-        for i, (ids, params, key) in enumerate(items):
-            self.check_prompt(ids)
-            params.check()
-            sched.add(Request(ids, params, lambda ev, i=i: collect(i, ev), adapter=key))
+        for i, item in enumerate(items):
+            self.check_prompt(item[0])
+            item[1].check()
+            sched.add(make_request(item, lambda ev, i=i: collect(i, ev)))
         while sched.busy:
             sched.step()
         if errors:
@@ -260,11 +344,21 @@ class Engine:
         *,
         adapter: str | None = None,
         tools: list[dict[str, Any]] | None = None,
+        images: Sequence[Sequence[Any] | None] | None = None,
     ) -> list[str]:
-        """Answer several conversations at once (left-padded batch); texts are stripped."""
+        """Answer several conversations at once (left-padded batch); texts are stripped.
+
+        ``images``: per conversation, its images (see :meth:`prompt_inputs`), or ``None``.
+        """
         params = params or GenParams()
         key = self.adapter_key(adapter)
-        items = [(self.prompt_ids(m, tools), params, key) for m in batch]
+        per = list(images) if images is not None else [None] * len(batch)
+        if len(per) != len(batch):
+            raise ConfigError(f"{len(per)} image lists for {len(batch)} conversations")
+        items = []
+        for m, ims in zip(batch, per):
+            ids, pixels = self.prompt_inputs(m, tools, images=ims)
+            items.append((ids, params, key, pixels))
         return [c.text.strip() for c in self.complete(items)]
 
     def events(
@@ -274,16 +368,18 @@ class Engine:
         *,
         adapter: str | None = None,
         tools: list[dict[str, Any]] | None = None,
+        images: Sequence[Any] | None = None,
     ) -> Iterator[Event]:
         """Yield ``Delta`` events as tokens are generated, then one ``Finished``."""
         from tunesmith.infer.batching import Scheduler
 
         params = (params or GenParams()).check()
-        ids = self.prompt_ids(messages, tools)
+        ids, pixels = self.prompt_inputs(messages, tools, images=images)
         self.check_prompt(ids)
         out: list[Event] = []
         sched = Scheduler(self.runner, max_batch=1)
-        req = Request(ids, params, out.append, adapter=self.adapter_key(adapter))
+        key = self.adapter_key(adapter)
+        req = Request(ids, params, out.append, adapter=key, pixel_values=pixels)
         sched.add(req)
         try:
             while sched.busy:
@@ -298,10 +394,15 @@ class Engine:
                 req.abort()
 
     def stream(
-        self, messages: Messages, params: GenParams | None = None, *, adapter: str | None = None
+        self,
+        messages: Messages,
+        params: GenParams | None = None,
+        *,
+        adapter: str | None = None,
+        images: Sequence[Any] | None = None,
     ) -> Iterator[str]:
         """Yield the answer piece by piece as tokens are generated."""
-        for ev in self.events(messages, params, adapter=adapter):
+        for ev in self.events(messages, params, adapter=adapter, images=images):
             if isinstance(ev, Delta):
                 yield ev.text
 

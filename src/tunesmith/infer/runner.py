@@ -1,5 +1,10 @@
 """Forward passes for the scheduler: left-padded prefill, one-token decode, adapter routing.
 
+Vision-language models (LLaVA): a prefill may carry the images of its rows. Their prompt ids
+already hold the expanded image tokens, and the rows' pixel values are concatenated in row order,
+which is the order the model scatters image features into the image tokens of the batch. Decode
+steps pass no images (the image features already sit in the KV cache).
+
 Adapters are routed per row: a batch that uses one adapter (or only the base) runs with that
 adapter active; a mixed batch passes peft's ``adapter_names`` so every row gets its own LoRA
 (peft cannot mix DoRA adapters, so then the scheduler keeps batches to one adapter).
@@ -33,6 +38,9 @@ class ModelRunner:
         self.max_positions = max_positions
         self.lock = lock or threading.RLock()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.image_token_id = _image_token_id(model)
+        if self.image_token_id is not None and self.pad_id == self.image_token_id:
+            self.pad_id = 0 if self.image_token_id != 0 else 1  # padding must not look like images
         self.is_peft = hasattr(model, "peft_config")
         dora = self.is_peft and any(
             getattr(c, "use_dora", False) for c in model.peft_config.values()
@@ -40,6 +48,15 @@ class ModelRunner:
         self.mixed_adapters = self.is_peft and not dora
         self.can_join = self._plain_dynamic_cache()
         self._device: Any = None
+
+    def _float_dtype(self) -> Any:
+        """The dtype of the model's floating-point weights (images are fed in it)."""
+        import torch
+
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
 
     @property
     def device(self) -> Any:
@@ -66,9 +83,15 @@ class ModelRunner:
         return DynamicCache(config=self.model.config)
 
     def prefill(
-        self, prompts: Sequence[list[int]], adapters: Sequence[str | None]
+        self,
+        prompts: Sequence[list[int]],
+        adapters: Sequence[str | None],
+        pixel_values: Sequence[Any | None] | None = None,
     ) -> tuple[Any, Any, Any]:
-        """Run left-padded prompts; returns (last logits, attention mask, cache)."""
+        """Run left-padded prompts; returns (last logits, attention mask, cache).
+
+        ``pixel_values``: per row, its images' ``[n, 3, H, W]`` tensor or ``None`` (text rows).
+        """
         import torch
 
         width = max(len(p) for p in prompts)
@@ -77,6 +100,13 @@ class ModelRunner:
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = self.new_cache()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        extra: dict[str, Any] = {}
+        images = [p for p in pixel_values or [] if p is not None]
+        if images:
+            if self.image_token_id is None:
+                raise ValueError("this model takes no images")
+            dtype = self._float_dtype()
+            extra["pixel_values"] = torch.cat([p.to(self.device, dtype) for p in images], 0)
         logits = self._forward(
             adapters,
             input_ids=ids,
@@ -84,6 +114,7 @@ class ModelRunner:
             position_ids=positions,
             cache=cache,
             logits_to_keep=1,
+            **extra,
         )
         return logits, mask, cache
 
@@ -131,3 +162,15 @@ class ModelRunner:
             return nullcontext()
         kwargs["adapter_names"] = [BASE if a is None else a for a in adapters]
         return nullcontext()
+
+
+def _image_token_id(model: Any) -> int | None:
+    """The id of the image token for a vision-language model, else ``None``."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "vision_config", None) is None:
+        return None
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
