@@ -1,17 +1,26 @@
-"""Terminal chat: streaming, multi-turn, with the model's training template."""
+"""Terminal chat: streaming, multi-turn, with the model's training template.
+
+With a vision-language model the images given at the start (``--image``) belong to the first
+user turn (again after ``/reset``), and ``/image PATH`` attaches one more to the next turn; every
+answer goes through the same engine, and the same template and processor, as text chat.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from tunesmith.errors import TunesmithError
 from tunesmith.infer.decode import Delta, Finished
 from tunesmith.infer.engine import Engine, GenParams
 
 HELP = "commands: /reset  /system TEXT  /regen  /save FILE  /exit"
+IMAGE_HELP = "commands: /reset  /system TEXT  /regen  /image PATH  /save FILE  /exit"
+IMAGE_TOKEN = "<image>"
 
 
 def answer_once(
@@ -21,12 +30,13 @@ def answer_once(
     system: str | None = None,
     *,
     adapter: str | None = None,
+    images: list[Any] | None = None,
 ) -> str:
-    """One non-interactive answer (``tunesmith chat --prompt``)."""
+    """One non-interactive answer (``tunesmith chat --prompt``), about ``images`` if given."""
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]
-    return engine.generate([messages], params, adapter=adapter)[0]
+    return engine.generate([messages], params, adapter=adapter, images=[images or None])[0]
 
 
 def save_conversation(path: str, system: str | None, history: list[dict[str, Any]]) -> Path:
@@ -51,19 +61,31 @@ def chat_loop(
     stdin: TextIO = sys.stdin,
     out: Any = None,
     adapter: str | None = None,
+    images: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Read user turns until ``/exit`` or end of input, streaming each answer.
 
-    Returns the conversation history (user and assistant turns).
+    ``images`` (PIL images, vision-language models only) go with the first user turn; user
+    turns then carry one ``<image>`` placeholder per attached image. Returns the conversation
+    history (user and assistant turns).
     """
     write = out or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
     history: list[dict[str, Any]] = []
+    seen: list[Any] = []  # images of the turns in history, in placeholder order
+    pending: list[Any] = list(images or [])  # images for the next user turn
+    help_text = IMAGE_HELP if engine.takes_images else HELP
 
-    def answer() -> None:
+    def answer() -> bool:
         messages = ([{"role": "system", "content": system}] if system else []) + history
-        write("bot> ")
         t0, pieces, n = time.perf_counter(), [], 0
-        for ev in engine.events(messages, params, adapter=adapter):
+        events = engine.events(messages, params, adapter=adapter, images=seen or None)
+        try:
+            first = next(events, None)  # the prompt is checked before anything is printed
+        except TunesmithError as exc:
+            write(f"(error: {exc})\n")
+            return False
+        write("bot> ")
+        for ev in itertools.chain([first] if first is not None else [], events):
             if isinstance(ev, Delta):
                 pieces.append(ev.text)
                 write(ev.text)
@@ -72,8 +94,21 @@ def chat_loop(
         rate = n / max(time.perf_counter() - t0, 1e-9)
         write(f"\n[{n} tokens, {rate:.1f} tok/s]\n")
         history.append({"role": "assistant", "content": "".join(pieces).strip()})
+        return True
 
-    write(f"{HELP}\n")
+    def ask(text: str) -> None:
+        nonlocal pending
+        attached, pending = pending, []
+        history.append({"role": "user", "content": IMAGE_TOKEN * len(attached) + text})
+        seen.extend(attached)
+        if not answer():  # the turn is taken back, its images wait for the next one
+            history.pop()
+            del seen[len(seen) - len(attached) :]
+            pending = attached + pending
+
+    write(f"{help_text}\n")
+    if pending:
+        write(f"({len(pending)} image(s) attached to your first message)\n")
     while True:
         write("\nyou> ")
         line = stdin.readline()
@@ -87,18 +122,31 @@ def chat_loop(
         if command == "/exit":
             return history
         if command == "/reset":
-            history = []
+            history, seen, pending = [], [], list(images or [])
             write("(history cleared)\n")
         elif command == "/system":
             system = rest.strip() or None
-            history = []
+            history, seen, pending = [], [], list(images or [])
             write(f"(system prompt {'set' if system else 'cleared'}; history cleared)\n")
         elif command == "/regen":
             if not history or history[-1]["role"] != "assistant":
                 write("(nothing to regenerate yet)\n")
                 continue
-            history.pop()
-            answer()
+            previous = history.pop()
+            if not answer():
+                history.append(previous)
+        elif command == "/image" and engine.takes_images:
+            if not rest.strip():
+                write("usage: /image PATH (attached to your next message)\n")
+                continue
+            from tunesmith.data.images import load_image
+
+            try:
+                pending.append(load_image(rest.strip(), where="/image"))
+            except TunesmithError as exc:
+                write(f"(could not attach: {exc})\n")
+                continue
+            write(f"({len(pending)} image(s) attached to your next message)\n")
         elif command == "/save":
             if not rest.strip():
                 write("usage: /save FILE (.json, or .jsonl to append)\n")
@@ -110,7 +158,6 @@ def chat_loop(
                 continue
             write(f"(saved {len(history)} messages to {where})\n")
         elif command.startswith("/"):
-            write(f"unknown command {command!r}; {HELP}\n")
+            write(f"unknown command {command!r}; {help_text}\n")
         else:
-            history.append({"role": "user", "content": text})
-            answer()
+            ask(text)

@@ -67,11 +67,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if not target:
         raise ConfigError("chat: give a run directory or --model MODEL [--adapter PATH]")
     params = gen_params(args)
-    if getattr(args, "image", None):
-        from tunesmith.infer.vlm_chat import run_image_chat
+    images = None
+    if getattr(args, "image", None):  # read first: a bad image fails before the model loads
+        from tunesmith.data.images import load_image
 
-        run_image_chat(target, args.image, params, prompt=args.prompt, system=args.system)
-        return 0
+        images = [load_image(p, where=f"--image {p}") for p in args.image]
     engine = Engine.load(
         target,
         adapter=args.adapter,
@@ -79,13 +79,18 @@ def cmd_chat(args: argparse.Namespace) -> int:
         dtype=getattr(args, "dtype", "auto"),
         threads=getattr(args, "threads", None),
     )
+    if images and not engine.takes_images:
+        raise ConfigError(
+            f"--image: {target} is a text-only model; give a vision-language run or model "
+            "(e.g. builtin:tiny-llava)"
+        )
     system = args.system
     if system is None:
         system = ((engine.run_config or {}).get("data") or {}).get("system")
     if args.prompt is not None:
-        print(answer_once(engine, args.prompt, params, system))
+        print(answer_once(engine, args.prompt, params, system, images=images))
         return 0
-    chat_loop(engine, params, system=system)
+    chat_loop(engine, params, system=system, images=images)
     return 0
 
 
