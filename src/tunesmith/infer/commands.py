@@ -201,11 +201,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     api_key = args.api_key or os.environ.get(opts.api_key_env) or None
+    max_images = getattr(args, "max_images", None)
+    if max_images is not None and max_images < 0:
+        raise ConfigError(f"--max-images {max_images}: must be >= 0")
     limits = Limits(
         max_body_bytes=opts.max_body_bytes,
         max_tokens=opts.max_tokens,
         default_max_tokens=min(opts.default_max_tokens, opts.max_tokens),
         max_concurrent=opts.max_concurrent,
+        max_images=Limits.max_images if max_images is None else max_images,
+        allow_remote_images=bool(getattr(args, "allow_remote_images", False)),
     )
     print(f"serving {', '.join(engine.model_names())} on http://{opts.host}:{opts.port}/v1")
     if not api_key and opts.host not in ("127.0.0.1", "localhost", "::1"):
@@ -230,6 +235,12 @@ def add_serve(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--default-max-tokens", type=int, help="default 512")
     s.add_argument("--max-concurrent", type=int, help="requests in flight (default 256)")
     s.add_argument("--max-body-bytes", type=int, help="default 1 MiB")
+    s.add_argument("--max-images", type=int, help="images per request (default 8)")
+    s.add_argument(
+        "--allow-remote-images",
+        action="store_true",
+        help="download http(s) image_url parts (refused by default: only local files, base64)",
+    )
     s.set_defaults(func=cmd_serve)
     return s
 

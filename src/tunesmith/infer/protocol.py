@@ -2,6 +2,11 @@
 
 Requests are validated here (types, ranges); unknown fields are ignored so newer clients keep
 working. Responses are plain dicts built in ``server.py``, matching OpenAI's field names.
+
+User messages may carry OpenAI content parts: ``text`` and ``image_url`` (``data:image/...;base64``
+URIs, ``file://`` URLs and local paths; ``http(s)`` URLs only when the server allows them). Each
+image part becomes an ``<image>`` placeholder at its place in the text, and its image is decoded
+for the vision-language model's processor; a problem is a 400 naming ``messages[i].content[j]``.
 """
 
 from __future__ import annotations
@@ -230,10 +235,148 @@ class ChatPlan:
     ids: list[int]
     tool_names: set[str]
     prefix: str  # forced start of the answer (tool_choice), part of the answer text
+    pixel_values: Any = None  # the images' tensor (vision-language models), in prompt order
 
 
-def plan_chat(engine: Any, req: ChatRequest) -> ChatPlan:
-    """Render the prompt; apply ``tools`` and ``tool_choice``."""
+# -- image content parts ---------------------------------------------------------------------
+IMAGE_TOKEN = "<image>"
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An ``image_url`` content part: its reference and where it sits in the request."""
+
+    ref: str
+    where: str  # messages[i].content[j]
+
+
+def has_image_parts(messages: list[dict[str, Any]]) -> bool:
+    """Whether any message holds an ``image_url`` (or ``image``) content part (cheap check)."""
+    return any(
+        isinstance(part, dict) and part.get("type") in ("image_url", "image")
+        for m in messages
+        if isinstance(m.get("content"), list)
+        for part in m["content"]
+    )
+
+
+def split_image_parts(
+    messages: list[dict[str, Any]], *, takes_images: bool, model: str
+) -> tuple[list[dict[str, Any]], list[ImagePart]]:
+    """Messages with every image part replaced by an ``<image>`` text part, and the images.
+
+    Raises:
+        APIError: 400 for images sent to a text-only ``model``, an image outside a user
+            message, a malformed part, or (for a vision-language model) text that holds the
+            ``<image>`` placeholder itself.
+    """
+    out: list[dict[str, Any]] = []
+    images: list[ImagePart] = []
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        if isinstance(content, str):
+            if takes_images and IMAGE_TOKEN in content:
+                _literal_placeholder(f"messages[{i}].content")
+            out.append(m)
+            continue
+        if not isinstance(content, list):
+            out.append(m)
+            continue
+        parts: list[Any] = []
+        for j, part in enumerate(content):
+            where = f"messages[{i}].content[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise APIError(400, f"{where}: a text part needs a string 'text'", param=where)
+                if takes_images and IMAGE_TOKEN in text:
+                    _literal_placeholder(where)
+                parts.append(part)
+            elif kind in ("image_url", "image"):
+                if not takes_images:
+                    raise APIError(
+                        400,
+                        f"{where}: model {model!r} is text-only and does not accept images",
+                        param=where,
+                        code="images_not_supported",
+                    )
+                if m.get("role") != "user":
+                    raise APIError(
+                        400, f"{where}: images are accepted in user messages only", param=where
+                    )
+                images.append(ImagePart(_image_ref(part, where), where))
+                parts.append({"type": "text", "text": IMAGE_TOKEN})
+            else:
+                raise APIError(
+                    400,
+                    f"{where}: content part of type {kind!r} is not supported (text and image_url)",
+                    param=where,
+                )
+        out.append({**m, "content": parts})
+    return out, images
+
+
+def _literal_placeholder(where: str) -> None:
+    raise APIError(
+        400,
+        f"{where}: the text holds {IMAGE_TOKEN!r}, this model's image placeholder; send images "
+        "as image_url content parts",
+        param=where,
+    )
+
+
+def _image_ref(part: dict[str, Any], where: str) -> str:
+    value = part.get("image_url", part.get("image"))
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str) or not url.strip():
+        raise APIError(
+            400, f"{where}: an image_url part needs {{'image_url': {{'url': ...}}}}", param=where
+        )
+    return url.strip()
+
+
+def load_images(parts: list[ImagePart], *, allow_remote: bool = False) -> list[Any]:
+    """Decode the images of a request (RGB ``PIL.Image``), in order.
+
+    Raises:
+        APIError: 400 naming the part for a remote URL (unless ``allow_remote``), a missing
+            file, bad base64 or an unreadable image.
+    """
+    from pathlib import Path
+
+    from tunesmith.data.images import is_remote, load_image, short_ref
+    from tunesmith.errors import TunesmithError
+
+    out = []
+    for p in parts:
+        label = f"{p.where}: image {short_ref(p.ref)[:200]}"
+        if is_remote(p.ref) and not allow_remote:
+            raise APIError(
+                400,
+                f"{label}: remote image URLs are refused by this server; send the image as a "
+                "base64 data: URI (or start the server with --allow-remote-images)",
+                param=p.where,
+                code="remote_image_refused",
+            )
+        local = p.ref.removeprefix("file://")
+        if not is_remote(p.ref) and not p.ref.startswith("data:") and not Path(local).is_file():
+            raise APIError(400, f"{label}: no such file on the server", param=p.where)
+        try:
+            out.append(load_image(p.ref, where=p.where, allow_remote=allow_remote))
+        except TunesmithError as exc:
+            raise APIError(400, str(exc), param=p.where, code="invalid_image") from None
+        except Exception as exc:  # e.g. PIL's DecompressionBombError
+            raise APIError(
+                400, f"{label}: unreadable image ({exc})", param=p.where, code="invalid_image"
+            ) from None
+    return out
+
+
+def plan_chat(
+    engine: Any, req: ChatRequest, *, max_images: int = 8, allow_remote_images: bool = False
+) -> ChatPlan:
+    """Render the prompt; apply ``tools`` and ``tool_choice``; decode the request's images."""
     if req.logprobs:
         raise APIError(400, "logprobs are not supported by this server", param="logprobs")
     if req.response_format and req.response_format.get("type") not in (None, "text"):
@@ -260,9 +403,26 @@ def plan_chat(engine: Any, req: ChatRequest) -> ChatPlan:
                 400, f"tool_choice names {forced!r}, which is not in tools", param="tool_choice"
             )
         prefix = fmt.forced_prefix(forced)
+    raw, parts = split_image_parts(
+        [m.model_dump(exclude_none=True) for m in req.messages],
+        takes_images=bool(getattr(engine, "takes_images", False)),
+        model=req.model,
+    )
+    if len(parts) > max_images:
+        raise APIError(
+            400,
+            f"{len(parts)} images in this request; this server allows {max_images} per request",
+            param="messages",
+            code="too_many_images",
+        )
+    images = load_images(parts, allow_remote=allow_remote_images)
+    pixels = None
     try:
-        messages = to_template_messages([m.model_dump(exclude_none=True) for m in req.messages])
-        ids = engine.prompt_ids(messages, tools or None, prefix)
+        messages = to_template_messages(raw)
+        if images:
+            ids, pixels = engine.prompt_inputs(messages, tools or None, prefix, images)
+        else:
+            ids = engine.prompt_ids(messages, tools or None, prefix)
     except ConfigError as exc:
         raise APIError(400, str(exc), param="messages") from None
     except Exception as exc:  # jinja raise_exception() and template errors
@@ -270,7 +430,7 @@ def plan_chat(engine: Any, req: ChatRequest) -> ChatPlan:
             400, f"messages: the chat template refused them ({exc})", param="messages"
         ) from None
     check_prompt(engine, ids)
-    return ChatPlan(ids, names, prefix)
+    return ChatPlan(ids, names, prefix, pixels)
 
 
 def chat_message(text: str, plan: ChatPlan, reason: str) -> tuple[dict[str, Any], str]:

@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP server (FastAPI + uvicorn) over the shared inference engine.
 
-Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` and
-``POST /v1/completions`` (both with SSE streaming). Every request goes to the engine's batch
+Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` (with
+``image_url`` content parts for vision-language models) and ``POST /v1/completions`` (both
+with SSE streaming). Every request goes to the engine's batch
 worker, so concurrent requests are decoded together. Errors always come back in OpenAI's
 ``{"error": {...}}`` shape with a 4xx status for client mistakes; a bad request never takes the
 server down.
@@ -34,6 +35,7 @@ from tunesmith.infer.protocol import (
     CompletionRequest,
     chat_message,
     check_prompt,
+    has_image_parts,
     parse,
     plan_chat,
     resolve_model,
@@ -51,6 +53,8 @@ class Limits:
     default_max_tokens: int = 512
     max_concurrent: int = 256
     max_sequences: int = 64  # prompts x n in one request
+    max_images: int = 8  # image_url parts in one chat request
+    allow_remote_images: bool = False  # download http(s) image URLs (refused by default)
 
 
 class Gate:
@@ -229,8 +233,17 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
         req = parse(ChatRequest, await read_json(request, limits.max_body_bytes))
         key = resolve_model(engine, req.model)
         budget = token_budget(req, limits.max_tokens, limits.default_max_tokens)
-        plan = plan_chat(engine, req)
-        items = [(plan.ids, req.gen_params(budget, i), key) for i in range(req.n)]
+        plan_args = {
+            "max_images": limits.max_images,
+            "allow_remote_images": limits.allow_remote_images,
+        }
+        if has_image_parts([m.model_dump() for m in req.messages]):
+            # Decoding (or downloading) images must not stall the other requests' streams.
+            plan = await asyncio.to_thread(plan_chat, engine, req, **plan_args)
+        else:
+            plan = plan_chat(engine, req, **plan_args)
+        pixels = plan.pixel_values
+        items = [(plan.ids, req.gen_params(budget, i), key, pixels) for i in range(req.n)]
         gate.enter()
         try:
             gen = Generation(engine, items)

@@ -157,6 +157,23 @@ def test_serve_takes_defaults_from_the_runs_serve_section(
     assert seen["api_key"] == "k-from-section-env"
 
 
+def test_serve_image_flags(
+    parser: argparse.ArgumentParser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tunesmith.infer.engine as engine_mod
+    import tunesmith.infer.server as server
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(server, "serve", lambda engine, **kw: seen.update(**kw))
+    monkeypatch.setattr(engine_mod.Engine, "load", classmethod(lambda cls, *a, **k: _FakeEngine()))
+    run(parser, ["serve", str(tmp_path)])
+    assert (seen["limits"].allow_remote_images, seen["limits"].max_images) == (False, 8)
+    run(parser, ["serve", str(tmp_path), "--allow-remote-images", "--max-images", "2"])
+    assert (seen["limits"].allow_remote_images, seen["limits"].max_images) == (True, 2)
+    with pytest.raises(ConfigError, match="--max-images -1"):
+        run(parser, ["serve", str(tmp_path), "--max-images", "-1"])
+
+
 class _FakeEngine:
     def model_names(self) -> list[str]:
         return ["m"]
