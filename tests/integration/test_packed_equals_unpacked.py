@@ -1,8 +1,9 @@
 """Packed batches give exactly the logits and losses of running each sample alone.
 
-Tiny random-init Llama and Qwen2 models (fp32, CPU) are built in-test. For sdpa and eager, and batch
-sizes 1 and 3, the packed forward built by ``collate_packed`` + ``model_inputs`` must reproduce
-every sample's standalone logits and summed cross-entropy. Negative controls show that a 2-D
+Tiny random-init Llama and Qwen2 models (fp32, CPU) are built in-test. For sdpa, eager and
+tunesmith's per-sample SDPA, and batch sizes 1 and 3, the packed forward built by
+``collate_packed`` + ``model_inputs`` must reproduce every sample's standalone logits and summed
+cross-entropy. Negative controls show that a 2-D
 attention mask or a KV cache (``use_cache`` left at its default) makes packed samples leak into
 each other in transformers 5.24, which is why ``model_inputs`` looks the way it does. The
 flash-attention varlen kwargs are checked against transformers' own derivation and plumbed through
@@ -32,7 +33,10 @@ from tunesmith.data.collate import (
     model_inputs,
 )
 from tunesmith.data.packing import pack_best_fit_decreasing, pack_samples
+from tunesmith.model.attention import SDPA_VARLEN, register
 from tunesmith.train.losses import token_ce_sum
+
+register()  # tunesmith's per-sample SDPA (what packed training uses on SDPA)
 
 torch.set_num_threads(2)
 
@@ -164,7 +168,7 @@ def test_samples_pack_into_several_uneven_rows() -> None:
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager", SDPA_VARLEN])
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_packed_logits_and_loss_equal_unpacked(
     arch: str, attn_implementation: str, batch_size: int
@@ -198,7 +202,7 @@ def test_negative_control_leaks(arch: str, attn_implementation: str, leak: str) 
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager", SDPA_VARLEN])
 def test_padded_batch_equals_unpacked(arch: str, attn_implementation: str) -> None:
     model = _model(arch, attn_implementation)
     samples = _samples()

@@ -38,12 +38,15 @@ from typing import Any
 
 import torch
 
+from tunesmith.model.attention import SDPA_VARLEN
+
 IGNORE_INDEX = -100
 
 # Keys of a packed batch that only flash-attention's varlen path consumes.
 FLASH_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
-# Backends that isolate packed rows from position_ids via masking_utils (no 2-D mask, no cache).
-MASK_BACKENDS = ("sdpa", "eager", "flex_attention")
+# Backends that isolate packed rows from position_ids (no 2-D mask, no cache): via masking_utils'
+# block-diagonal mask, or per sample (tunesmith's SDPA_VARLEN, see model/attention.py).
+MASK_BACKENDS = ("sdpa", "eager", "flex_attention", SDPA_VARLEN)
 
 Sample = Mapping[str, Any]
 

@@ -122,8 +122,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             total += (losses if w is None else losses * w).sum()
             if not (need_h or need_w or need_b):
                 continue
-            # d(sum of losses)/d(logits) = softmax - one_hot(target), scaled by the weights.
-            g = torch.exp(logits - lse[:, None])
+            # d(sum of losses)/d(logits) = softmax - one_hot(target), scaled by the weights;
+            # computed in place over the logits (one [chunk, vocab] buffer, not three).
+            g = logits.sub_(lse[:, None]).exp_()
             g[torch.arange(len(t), device=g.device), t] -= 1.0
             if w is not None:
                 g *= w[:, None]

@@ -127,3 +127,21 @@ def test_lora_and_modules_to_save_heads(tiny_qwen2: Path) -> None:
     loss, grads = grads_of(wrapped, batch, "logits")
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     assert max(float((grads[k] - ref_grads[k]).abs().max()) for k in grads) <= 1e-5
+
+
+def test_per_sample_attention_gives_the_block_mask_gradients(tiny_qwen2: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.model.attention import restore_sdpa, use_varlen_sdpa
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32)
+    model.config.use_cache = False
+    rows = samples(3, n=6)
+    batch = collate_packed([rows[:3], rows[3:5], rows[5:]], 0)
+    ref_loss, ref_grads = grads_of(model, batch, "chunked")
+    assert use_varlen_sdpa(model)
+    loss, grads = grads_of(model, batch, "chunked")
+    restore_sdpa(model)
+    assert model.config._attn_implementation == "sdpa"
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert max(float((grads[k] - ref_grads[k]).abs().max()) for k in grads) <= 1e-5

@@ -334,6 +334,12 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         quant=cfg.method.quant if cfg.method.type == "qlora" else None,
     )
     model.config.use_cache = False  # a KV cache would break packed-sequence isolation
+    if cfg.data.packing and not tc.compile:
+        # Attention within each packed sample instead of over whole rows (model/attention.py);
+        # compiled models keep the block mask: per-sample shapes would make compile retrace.
+        from tunesmith.model.attention import use_varlen_sdpa
+
+        use_varlen_sdpa(model)
     if tc.gradient_checkpointing:
         enable_activation_checkpointing(model)
     model = apply_method(model, cfg.method)
@@ -457,6 +463,9 @@ def save_result(
         shutil.rmtree(tmp)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.config.use_cache = True  # training turned it off; inference wants it back
+    from tunesmith.model.attention import restore_sdpa
+
+    restore_sdpa(base)
     kwargs: dict[str, Any] = {} if state_dict is None else {"state_dict": state_dict}
     pissa_init = getattr(model, "pissa_init_dir", None)
     if pissa_init:
