@@ -256,6 +256,19 @@ def usage(time_v: str, busy0: str, busy1: str) -> None:
     print(json.dumps(info))
 
 
+def best(work: str, name: str, rounds: int) -> None:
+    """Print the round (1-based) in which ``name`` ran fastest; list every round on stderr."""
+    rates = [
+        json.loads((Path(work) / f"{name}.r{r}.summary").read_text(encoding="utf-8"))[
+            "tokens_per_s"
+        ]
+        for r in range(1, rounds + 1)
+    ]
+    listed = ", ".join(f"{x:,.0f}" for x in rates)
+    print(f"  {name:16s} rounds: {listed} real tokens/s", file=sys.stderr)
+    print(max(range(rounds), key=lambda i: rates[i]) + 1)
+
+
 def report(work: str, steps: int, warmup: int) -> None:
     """The script's report; its last two lines are the ratios."""
     w = Path(work)
@@ -355,6 +368,8 @@ def main() -> None:
         busy()
     elif cmd == "usage":
         usage(rest[0], rest[1], rest[2])
+    elif cmd == "best":
+        best(rest[0], rest[1], int(rest[2]))
     else:
         raise SystemExit(f"unknown subcommand {cmd}")
 
