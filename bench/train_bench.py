@@ -1,6 +1,7 @@
 """Training throughput and model FLOP utilisation against this machine's measured matmul peak.
 
-Trains the built-in tiny Qwen2 (``tunesmith model tiny``: ~4M parameters, a step of 8 x 512
+Trains a bench model built by ``tunesmith model tiny`` (Qwen2, hidden 512, 4 layers, MLP 1536,
+8 heads / 4 KV heads, the shipped BPE tokenizer: 14M parameters, random weights; a step of 4 x 512
 tokens takes about a second on 2 CPU cores) on alpaca_en_demo + identity from
 ``../shared/data/llamafactory``, with LoRA r=8 on all linear layers and with full fine-tuning, in
 these variants (each in its own process, so peak memory is its own):
@@ -91,10 +92,24 @@ def matmul_peak(dtype: str, n: int = 2048, seconds: float = 3.0) -> float:
     return best
 
 
-def bench_config(method: str, variant: str, max_length: int, batch_size: int) -> dict:
+BENCH_MODEL = ["--arch", "qwen2", "--hidden-size", "512", "--intermediate-size", "1536"]
+BENCH_MODEL += ["--layers", "4", "--heads", "8", "--kv-heads", "4"]
+
+
+def build_bench_model(out: Path) -> Path:
+    """The bench model, built with ``tunesmith model tiny`` (deterministic, a few seconds)."""
+    cmd = [sys.executable, "-m", "tunesmith", "model", "tiny", *BENCH_MODEL, "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return out
+
+
+def bench_config(
+    method: str, variant: str, max_length: int, batch_size: int, model: str = "builtin:tiny-qwen2"
+) -> dict:
     v = VARIANTS[variant]
     return {
-        "model": {"name": "builtin:tiny-qwen2"},
+        "model": {"name": model},
         "data": {
             "datasets": [
                 {"path": str(SHARED / "alpaca_en_demo.json")},
@@ -119,7 +134,13 @@ def bench_config(method: str, variant: str, max_length: int, batch_size: int) ->
 
 
 def run_variant(
-    method: str, variant: str, steps: int, warmup: int, max_length: int, batch_size: int
+    method: str,
+    variant: str,
+    steps: int,
+    warmup: int,
+    max_length: int,
+    batch_size: int,
+    model_dir: str,
 ) -> dict:
     """Train ``steps`` timed steps (after ``warmup``) and measure; runs in a child process."""
     import torch
@@ -128,18 +149,21 @@ def run_variant(
     from tunesmith.config.load import load_config
     from tunesmith.data.engine import prepare
     from tunesmith.model.adapters import apply_method
+    from tunesmith.model.attention import use_varlen_sdpa
     from tunesmith.model.loader import load_model, load_tokenizer
     from tunesmith.train.batches import make_batches
     from tunesmith.train.loop import resolve_loss_impl, train_step
     from tunesmith.train.recipes.sft import build_renderer, choose_precision, make_optimizer
 
-    cfg = load_config(tree=bench_config(method, variant, max_length, batch_size))
+    cfg = load_config(tree=bench_config(method, variant, max_length, batch_size, model_dir))
     cuda = torch.cuda.is_available()
     torch.manual_seed(0)
     tok = load_tokenizer(cfg.model.name)
     data = prepare(cfg.data, build_renderer(cfg, tok))
     model = load_model(cfg.model.name, dtype="float32")
     model.config.use_cache = False
+    if cfg.data.packing and not cfg.train.compile and VARIANTS[variant]["ce"] != "full":
+        use_varlen_sdpa(model)  # attention per packed sample, as `tunesmith train` does
     model = apply_method(model, cfg.method)
     if cfg.train.compile:
         model.compile()
@@ -224,21 +248,31 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--model", help="model to train (default: build the bench model)")
     p.add_argument("--methods", default="full,lora")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--json", help="also write the results to this file")
-    p.add_argument("--child", nargs=2, metavar=("METHOD", "VARIANT"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--child", nargs=3, metavar=("METHOD", "VARIANT", "MODEL"), help=argparse.SUPPRESS
+    )
     args = p.parse_args()
     if args.child:
-        out = run_variant(*args.child, args.steps, args.warmup, args.max_length, args.batch_size)
+        method, variant, model_dir = args.child
+        out = run_variant(
+            method, variant, args.steps, args.warmup, args.max_length, args.batch_size, model_dir
+        )
         print("RESULT " + json.dumps(out))
         return
 
     if not SHARED.is_dir():
         sys.exit(f"missing {SHARED}: the shared demo data must sit beside the repository")
+    import tempfile
+
     import torch
 
+    tmp = tempfile.TemporaryDirectory(prefix="tunesmith-bench-")
+    model_dir = args.model or str(build_bench_model(Path(tmp.name) / "bench-model"))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     peak32, peak16 = matmul_peak("fp32"), matmul_peak("bf16")
     peak = max(peak32, peak16)
@@ -250,7 +284,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     for method in args.methods.split(","):
         for variant in args.variants.split(","):
-            cmd = [sys.executable, __file__, "--child", method, variant]
+            cmd = [sys.executable, __file__, "--child", method, variant, model_dir]
             cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
             cmd += ["--max-length", str(args.max_length), "--batch-size", str(args.batch_size)]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

@@ -125,7 +125,22 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
     """Build a tiny model offline."""
     from tunesmith.model.tiny import TinySpec, build_tiny
 
-    out = build_tiny(args.out, TinySpec(arch=args.arch, seed=args.seed))
+    sizes = {
+        "hidden_size": args.hidden_size,
+        "intermediate_size": args.intermediate_size,
+        "num_layers": args.layers,
+        "num_heads": args.heads,
+        "num_kv_heads": args.kv_heads,
+    }
+    if args.arch == "llava" and any(v is not None for v in sizes.values()):
+        raise ConfigError("model tiny --arch llava: the size flags are for llama / qwen2")
+    spec = TinySpec(arch=args.arch, seed=args.seed, **{k: v for k, v in sizes.items() if v})
+    for name in ("hidden_size", "intermediate_size"):
+        if getattr(spec, name) % 32:
+            raise ConfigError(f"--{name.replace('_', '-')}: use a multiple of 32 (4-bit blocks)")
+    if spec.hidden_size % spec.num_heads or spec.num_heads % spec.num_kv_heads:
+        raise ConfigError("--heads must divide --hidden-size, and --kv-heads must divide --heads")
+    out = build_tiny(args.out, spec)
     print(f"built tiny {args.arch} in {out}")
     return 0
 
@@ -219,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--arch", choices=["llama", "qwen2", "llava"], default="qwen2")
     tiny.add_argument("--out", required=True)
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden-size", type=int, help="default 256")
+    tiny.add_argument("--intermediate-size", type=int, help="default 768")
+    tiny.add_argument("--layers", type=int, help="default 4")
+    tiny.add_argument("--heads", type=int, help="default 8")
+    tiny.add_argument("--kv-heads", type=int, help="default 4")
     tiny.set_defaults(func=cmd_model_tiny)
 
     e = sub.add_parser("eval", help="evaluate a run")

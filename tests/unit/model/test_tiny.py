@@ -67,3 +67,24 @@ def test_linear_shapes_allow_4bit(tiny_qwen2: Path) -> None:
 def test_builtin_names() -> None:
     with pytest.raises(ConfigError, match="unknown built-in model; choose one of"):
         resolve_builtin("builtin:tiny-gpt9")
+
+
+def test_cli_size_flags_shape_the_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from tunesmith import cli
+
+    out = tmp_path / "bench"
+    flags = ["--hidden-size", "128", "--intermediate-size", "384", "--layers", "2"]
+    assert (
+        cli.main(["model", "tiny", "--arch", "llama", *flags, "--heads", "4", "--out", str(out)])
+        == 0
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert (config["hidden_size"], config["intermediate_size"]) == (128, 384)
+    assert (config["num_hidden_layers"], config["num_attention_heads"]) == (2, 4)
+    assert cli.main(["model", "tiny", "--hidden-size", "100", "--out", str(tmp_path / "x")]) == 2
+    assert cli.main(["model", "tiny", "--kv-heads", "3", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--hidden-size: use a multiple of 32" in err
+    assert "--kv-heads must divide --heads" in err
