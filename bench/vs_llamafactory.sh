@@ -294,7 +294,10 @@ timed() {
   "$TS_PY" "$HELPER" busy >"$WORK/$name.busy1"
   say "  $name: $((SECONDS - t0))s"
 }
-lf_run() { timed "$1" "$LF_PY" "$HELPER" lf-train "$WORK/$1.yaml" "$WORK/$1.json" "${@:2}"; }
+lf_run() {
+  rm -rf "$WORK/$1_out" # a later round starts afresh (LF refuses a non-empty output_dir)
+  timed "$1" "$LF_PY" "$HELPER" lf-train "$WORK/$1.yaml" "$WORK/$1.json" "${@:2}"
+}
 ts_run() { timed "$1" "$TUNESMITH" train "$WORK/$1.yaml" --no-progress; }
 
 say "cross-check runs (1 step on an 8-sample slice):"
@@ -315,10 +318,15 @@ summarize_round() { # NAME ROUND: its summary and usage as NAME.rROUND.{summary,
   "$TS_PY" "$HELPER" usage "$WORK/$name.time" "$WORK/$name.busy0" "$WORK/$name.busy1" >"$WORK/$name.r$r.usage"
 }
 say "benchmark runs ($STEPS steps, first $WARMUP not timed; $ROUNDS rounds, best round kept):"
+bench_run() { # NAME ROUND
+  if [[ $1 == tunesmith ]]; then ts_run tunesmith; else lf_run "$1"; fi
+  summarize_round "$1" "$2"
+}
 for ((r = 1; r <= ROUNDS; r++)); do
-  lf_run lf_default && summarize_round lf_default "$r"
-  lf_run lf_neat_packing && summarize_round lf_neat_packing "$r"
-  ts_run tunesmith && summarize_round tunesmith "$r"
+  # Odd rounds run LF first, even rounds tunesmith first: sustained load slows the CPU down
+  # (clock boost runs out), which must not always fall on the same tool.
+  if ((r % 2)); then order=(lf_default lf_neat_packing tunesmith); else order=(tunesmith lf_neat_packing lf_default); fi
+  for name in "${order[@]}"; do bench_run "$name" "$r"; done
 done
 "$TUNESMITH" data stats "$WORK/tunesmith.yaml" --json >"$WORK/ts_stats.json" 2>"$WORK/ts_stats.log"
 

@@ -34,7 +34,7 @@ def register() -> str:
 
         # Eager under torch.compile: the per-sample loop has data-dependent shapes; the graph
         # breaks around it and the rest of each layer still compiles.
-        AttentionInterface.register(SDPA_VARLEN, torch.compiler.disable(varlen_sdpa_forward))
+        AttentionInterface.register(SDPA_VARLEN, varlen_sdpa_forward)
         AttentionMaskInterface.register(SDPA_VARLEN, _mask)
         _registered = True
     return SDPA_VARLEN
