@@ -32,8 +32,6 @@ def register() -> str:
         from transformers import AttentionInterface
         from transformers.masking_utils import AttentionMaskInterface
 
-        # Eager under torch.compile: the per-sample loop has data-dependent shapes; the graph
-        # breaks around it and the rest of each layer still compiles.
         AttentionInterface.register(SDPA_VARLEN, varlen_sdpa_forward)
         AttentionMaskInterface.register(SDPA_VARLEN, _mask)
         _registered = True
