@@ -79,6 +79,30 @@ def segments(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     return rows
 
 
+LONG = 192  # samples at least this long get an SDPA call of their own
+BUCKET_RATIO = 1.25  # shorter ones share calls with samples within 1.25x of their length
+MIN_BUCKET = 32  # samples this short all share one call: padding them costs less than calls
+
+
+def buckets(lengths: list[int]) -> list[tuple[int, list[int]]]:
+    """Group sample indices into ``(padded length, members)`` buckets of similar lengths.
+
+    Samples of ``LONG`` tokens or more are buckets of their own (no padding); the others are
+    grouped, longest first, with those at least ``1 / BUCKET_RATIO`` of the bucket's length (at
+    most ``BUCKET_RATIO^2`` the attention work of running them one by one, in one call).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out: list[tuple[int, list[int]]] = []
+    for i in order:
+        n = lengths[i]
+        top = out[-1][0] if out else 0
+        if out and top < LONG and (n * BUCKET_RATIO >= top or top <= MIN_BUCKET):
+            out[-1][1].append(i)
+        else:
+            out.append((n if n >= LONG else max(n, min(MIN_BUCKET, lengths[order[0]])), [i]))
+    return out
+
+
 def varlen_sdpa_forward(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -90,37 +114,54 @@ def varlen_sdpa_forward(
     is_causal: bool | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """transformers' attention signature: ``[b, heads, t, d]`` in, ``[b, t, heads, d]`` out."""
+    """transformers' attention signature: ``[b, heads, t, d]`` in, ``[b, t, heads, d]`` out.
+
+    The batch's tokens are split into its samples; long samples get a causal SDPA call each, the
+    short ones are padded at their end (where causal attention never looks) and stacked into one
+    call per bucket of similar lengths. Only split / pad / stack / cat are used, whose backward
+    passes are views and joins (slicing the inputs instead would make every sample's backward
+    write a zero-filled gradient of the whole tensor).
+    """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     position_ids = kwargs.get("position_ids")
-    q_len = query.shape[2]
+    batch, heads, length, _ = query.shape
     plain = (
         attention_mask is not None
         or position_ids is None
-        or q_len == 1
-        or key.shape[2] != q_len
+        or length == 1
+        or key.shape[2] != length
         or is_causal is False
         or kwargs.get("position_bias") is not None
     )
-    bounds = None if plain else segments(position_ids.expand(query.shape[0], -1))
+    bounds = None if plain else segments(position_ids.expand(batch, -1))
     if bounds is None or all(len(r) == 1 for r in bounds):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
         )
-    groups = getattr(module, "num_key_value_groups", 1)
-    # unbind / split (not indexing): their backward joins the pieces' gradients in one pass,
-    # where every slice's backward would write a zero-filled gradient of the whole tensor.
-    rows = []
-    for q, k, v, row in zip(query.unbind(0), key.unbind(0), value.unbind(0), bounds):
-        lens = [e - s for s, e in row]
-        parts = [
-            F.scaled_dot_product_attention(
-                qs[None], ks[None], vs[None],
-                dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=groups > 1,
-            )[0]
-            for qs, ks, vs in zip(q.split(lens, 1), k.split(lens, 1), v.split(lens, 1))
-        ]  # fmt: skip
-        rows.append(torch.cat(parts, dim=1))
-    out = torch.stack(rows)  # [b, heads, t, d]
-    return out.transpose(1, 2).contiguous(), None
+    lens = [e - s for row in bounds for s, e in row]
+
+    def pieces(t: torch.Tensor) -> tuple[torch.Tensor, ...]:  # [b, h, t, d] -> per sample
+        return t.transpose(0, 1).reshape(t.shape[1], batch * length, t.shape[-1]).split(lens, 1)
+
+    qs, ks, vs = pieces(query), pieces(key), pieces(value)
+    gqa = getattr(module, "num_key_value_groups", 1) > 1
+    outs: list[torch.Tensor | None] = [None] * len(lens)
+    for padded, members in buckets(lens):
+        q, k, v = (_stack(t, members, lens, padded) for t in (qs, ks, vs))
+        o = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa
+        )
+        for i, oi in zip(members, o.unbind(0)):
+            outs[i] = oi[:, : lens[i]] if padded > lens[i] else oi
+    out = torch.cat(outs, dim=1)  # type: ignore[arg-type]  # [h, b*t, d] in token order
+    return out.view(heads, batch, length, -1).permute(1, 2, 0, 3).contiguous(), None
+
+
+def _stack(
+    parts: tuple[torch.Tensor, ...], members: list[int], lens: list[int], padded: int
+) -> torch.Tensor:
+    """``[members, h, padded, d]``: the members' pieces, each padded at its end."""
+    if len(members) == 1 and lens[members[0]] == padded:
+        return parts[members[0]][None]  # a view: no copy for a sample alone in its call
+    return torch.stack([F.pad(parts[i], (0, 0, 0, padded - lens[i])) for i in members])
