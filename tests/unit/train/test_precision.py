@@ -1,0 +1,46 @@
+"""``train.precision``: explicit values map straight through; ``auto`` measures on CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunesmith.train.recipes import sft
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("fp32", "no"), ("bf16", "bf16"), ("fp16", "fp16")]
+)
+def test_explicit_precision_is_not_measured(value: str, expected: str, monkeypatch) -> None:
+    def fail(*_a: object, **_k: object) -> float:
+        raise AssertionError("an explicit precision must not run the measurement")
+
+    monkeypatch.setattr(sft, "cpu_bf16_speedup", fail)
+    assert sft.choose_precision(value, (256, 768)) == expected
+
+
+@pytest.mark.parametrize(("speedup", "expected"), [(2.0, "bf16"), (1.0, "no"), (0.5, "no")])
+def test_auto_on_cpu_follows_the_measured_step(speedup: float, expected: str, monkeypatch) -> None:
+    seen: list[tuple[int, int]] = []
+
+    def measured(hidden: int, intermediate: int) -> float:
+        seen.append((hidden, intermediate))
+        return speedup
+
+    monkeypatch.setattr(sft, "cpu_bf16_speedup", measured)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert sft.choose_precision("auto", (256, 768)) == expected
+    assert seen == [(256, 768)]  # measured at the model's own MLP shape
+
+
+def test_measurement_is_a_ratio_and_leaves_the_rng_alone() -> None:
+    import torch
+
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    ratio = sft.cpu_bf16_speedup.__wrapped__(64, 128, reps=1)
+    assert ratio > 0
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_model_dims_reads_the_text_config(tiny_qwen2: object) -> None:
+    assert sft.model_dims(str(tiny_qwen2)) == (256, 768)
