@@ -12,7 +12,12 @@ import pytest
 from tunesmith.data.builtin import BUILTIN_DIR, builtin_path, load_jsonl
 from tunesmith.data.builtin._variants import normalize
 from tunesmith.data.builtin.general import OPEN_FAMILIES, RAW, generate_general
-from tunesmith.data.builtin.make_identity import build_identity, heldout_records, is_core_variant
+from tunesmith.data.builtin.make_identity import (
+    TARGET,
+    build_identity,
+    heldout_records,
+    is_core_variant,
+)
 from tunesmith.errors import DataError
 
 TWO_NUMBERS = {"add", "sub", "mul", "div", "add_story", "sub_story", "gt", "cmp_big", "cmp_small"}
@@ -95,7 +100,7 @@ def test_files_are_utf8_not_escaped() -> None:
 
 def test_counts_per_language(data) -> None:
     count = {name: Counter(r["lang"] for r in rows) for name, rows in data.items()}
-    assert count["identity"] == {"en": 300, "zh": 300}
+    assert count["identity"] == {"en": TARGET, "zh": TARGET}
     assert count["identity_heldout"] == {"en": 30, "zh": 30}
     assert count["general"] == {"en": 1500, "zh": 1500}
     assert count["general_eval"] == {"en": 40, "zh": 40}
@@ -121,7 +126,9 @@ def test_message_shape(data) -> None:
 def test_identity_replies(data) -> None:
     rows = data["identity"]
     questions = [normalize(q) for q in users(rows)]
-    assert len(set(questions)) == len(questions) == 600  # distinct even ignoring case/punctuation
+    assert (
+        len(set(questions)) == len(questions) == 2 * TARGET
+    )  # distinct even ignoring case/punctuation
     with_author = 0
     for r in rows:
         reply = r["messages"][1]["content"]
@@ -141,8 +148,8 @@ def test_identity_replies(data) -> None:
 def test_identity_surface_variety(data) -> None:
     en = [q for q, r in zip(users(data["identity"]), data["identity"]) if r["lang"] == "en"]
     zh = [q for q, r in zip(users(data["identity"]), data["identity"]) if r["lang"] == "zh"]
-    assert sum(q[:1].islower() for q in en) > 40  # casual lower-case and prefixed forms
-    assert sum(not q.endswith(("?", ".")) for q in en) > 40
+    assert sum(q[:1].islower() for q in en) > len(en) // 16  # casual lower-case, prefixed forms
+    assert sum(not q.endswith(("?", ".")) for q in en) > len(en) // 16
     assert sum(q.startswith(("请问", "你好", "嗨", "那个")) for q in zh) > 10
     assert any(" u " in f" {q} " or " ur " in f" {q} " for q in en)
 

@@ -33,7 +33,7 @@ from tunesmith.data.builtin._variants import (
 )
 
 HERE = Path(__file__).resolve().parent
-TARGET = 300  # distinct questions per language
+TARGET = 400  # distinct questions per language
 SEED = 0
 # Held-out phrasings: natural questions a user might type, never trained on. Each must be a new
 # phrasing, not a core question with another prefix or tail (``heldout_records`` checks both).
