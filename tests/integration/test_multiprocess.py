@@ -76,5 +76,10 @@ def test_two_processes_equal_one_with_the_same_global_batch(
     train(str(cfg2), "--nproc", "2", "--master-port", str(free_port()))
     accum = tmp_path / "accum"
     train(str(config(tmp_path / "accum.yaml", accum, batch_size=1, grad_accum=4)))
-    assert max_diff(weights(one), weights(two)) <= 1e-5
-    assert max_diff(weights(one), weights(accum)) <= 1e-5
+    # Weights after three Adam steps, not gradients: Adam divides by sqrt(v), which scales float
+    # summation-order noise in small gradients up to a fraction of lr. A tenth of one step's size
+    # (5e-5 at lr 5e-4) still catches any real normalisation error, which moves weights by ~lr;
+    # measured 1.2e-5 on an AMX CPU (the exact-gradient tests elsewhere hold 1e-5 on gradients).
+    tol = 5e-5
+    assert max_diff(weights(one), weights(two)) <= tol
+    assert max_diff(weights(one), weights(accum)) <= tol

@@ -44,3 +44,8 @@ def test_measurement_is_a_ratio_and_leaves_the_rng_alone() -> None:
 
 def test_model_dims_reads_the_text_config(tiny_qwen2: object) -> None:
     assert sft.model_dims(str(tiny_qwen2)) == (256, 768)
+
+
+def test_model_dims_is_none_for_a_folder_without_a_model_config(tmp_path) -> None:
+    (tmp_path / "run").mkdir()  # e.g. a VLM stage's run directory, read by its own loader
+    assert sft.model_dims(str(tmp_path / "run")) is None

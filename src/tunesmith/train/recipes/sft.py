@@ -172,9 +172,9 @@ def model_dims(name: str) -> tuple[int, int] | None:
 
     from tunesmith.model.loader import resolve_model_path
 
-    try:
+    try:  # VLM stages name run directories, which their own loader reads; fall back then
         config = AutoConfig.from_pretrained(resolve_model_path(name))
-    except (OSError, ValueError):
+    except (OSError, ValueError, ConfigError):
         return None
     text = config.get_text_config()
     hidden, inter = getattr(text, "hidden_size", None), getattr(text, "intermediate_size", None)
