@@ -161,6 +161,9 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=None,
         )
+        from tunesmith.model.loader import quiet_transformers
+
+        quiet_transformers()  # no "Writing model shards" bar for a one-file model
         model.save_pretrained(tmp)
         if out.exists():
             shutil.rmtree(out)

@@ -218,7 +218,8 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
         if not torch.cuda.is_available():
             speedup = cpu_bf16_speedup(*(dims or (512, 1536)))
             note = f"; a bf16 training step measures {speedup:.2f}x fp32"
-        say(f"precision auto -> {accelerator.mixed_precision} on {where}{note}")
+        chosen = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+        say(f"precision auto -> {chosen} on {where}{note}")
     return accelerator
 
 
