@@ -153,7 +153,8 @@ def run_variant(
     from tunesmith.model.loader import load_model, load_tokenizer
     from tunesmith.train.batches import make_batches
     from tunesmith.train.loop import resolve_loss_impl, train_step
-    from tunesmith.train.recipes.sft import build_renderer, choose_precision, make_optimizer
+    from tunesmith.train.precision import choose_precision
+    from tunesmith.train.recipes.sft import build_renderer, make_optimizer
 
     cfg = load_config(tree=bench_config(method, variant, max_length, batch_size, model_dir))
     cuda = torch.cuda.is_available()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunesmith.train.recipes import sft
+from tunesmith.train import precision
 
 
 @pytest.mark.parametrize(
@@ -14,8 +14,8 @@ def test_explicit_precision_is_not_measured(value: str, expected: str, monkeypat
     def fail(*_a: object, **_k: object) -> float:
         raise AssertionError("an explicit precision must not run the measurement")
 
-    monkeypatch.setattr(sft, "cpu_bf16_speedup", fail)
-    assert sft.choose_precision(value, (256, 768)) == expected
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", fail)
+    assert precision.choose_precision(value, (256, 768)) == expected
 
 
 @pytest.mark.parametrize(("speedup", "expected"), [(2.0, "bf16"), (1.0, "no"), (0.5, "no")])
@@ -26,9 +26,9 @@ def test_auto_on_cpu_follows_the_measured_step(speedup: float, expected: str, mo
         seen.append((hidden, intermediate))
         return speedup
 
-    monkeypatch.setattr(sft, "cpu_bf16_speedup", measured)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", measured)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert sft.choose_precision("auto", (256, 768)) == expected
+    assert precision.choose_precision("auto", (256, 768)) == expected
     assert seen == [(256, 768)]  # measured at the model's own MLP shape
 
 
@@ -37,15 +37,15 @@ def test_measurement_is_a_ratio_and_leaves_the_rng_alone() -> None:
 
     torch.manual_seed(3)
     before = torch.random.get_rng_state()
-    ratio = sft.cpu_bf16_speedup.__wrapped__(64, 128, reps=1)
+    ratio = precision.cpu_bf16_speedup.__wrapped__(64, 128, reps=1)
     assert ratio > 0
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
 def test_model_dims_reads_the_text_config(tiny_qwen2: object) -> None:
-    assert sft.model_dims(str(tiny_qwen2)) == (256, 768)
+    assert precision.model_dims(str(tiny_qwen2)) == (256, 768)
 
 
 def test_model_dims_is_none_for_a_folder_without_a_model_config(tmp_path) -> None:
     (tmp_path / "run").mkdir()  # e.g. a VLM stage's run directory, read by its own loader
-    assert sft.model_dims(str(tmp_path / "run")) is None
+    assert precision.model_dims(str(tmp_path / "run")) is None
