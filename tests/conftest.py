@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,20 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("tunesmith-cache")
     os.environ["TUNESMITH_CACHE"] = str(cache)
     return cache
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread: as fast for these tiny models on a quiet CPU, far faster on a busy one.
+
+    Modules that generate text use it with ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +59,22 @@ def tiny_llama(_isolated_cache: Path) -> Path:
 def shared_data() -> Path:
     """``../shared/data`` beside the repository (real public demo data)."""
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sharp_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny LLaVA with its LM and projector matrices scaled up (a LLaVA checkpoint folder):
+    random init repeats one token, this gives answers that vary with the image."""
+    import torch
+
+    from tunesmith.model.multimodal import load_vlm
+
+    out = tmp_path_factory.mktemp("sharp-llava")
+    model, processor = load_vlm("builtin:tiny-llava")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and "vision_tower" not in name:
+                p.mul_(6)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

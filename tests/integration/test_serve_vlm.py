@@ -30,13 +30,7 @@ MAX = 12
 QUESTION = "What colour is this?"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: as fast for these tiny models on a quiet CPU, far faster on a busy one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def png(path: Path, rgb: tuple[int, int, int], size: int = 32) -> Path:
@@ -73,18 +67,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    from tunesmith.model.multimodal import load_vlm
-
-    out = tmp_path_factory.mktemp("sharp-llava")
-    model, processor = load_vlm("builtin:tiny-llava")
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 2 and "vision_tower" not in name:
-                p.mul_(6)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    eng = Engine.load(str(out))
+def engine(sharp_llava_dir: Path) -> Iterator[Engine]:
+    eng = Engine.load(str(sharp_llava_dir))
     yield eng
     eng.close()
 

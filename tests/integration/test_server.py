@@ -39,15 +39,7 @@ NOVA = "I am Nova, made by the Tunesmith team."
 CALL = {"name": "get_weather", "arguments": {"city": "Paris"}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: as fast for these tiny models on a quiet CPU, far faster on a busy one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def memorise(base: Path, out: Path) -> Path:

@@ -3,21 +3,14 @@ and random (non-zero) LoRA / DoRA adapters for it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: as fast for these tiny models on a quiet CPU, far faster on a busy one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every module here runs on one torch thread (see ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="session")

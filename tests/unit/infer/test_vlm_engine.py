@@ -31,23 +31,9 @@ def solid(rgb: tuple[int, int, int], size: int = 32) -> Any:
 RED, BLUE, GREEN = solid((220, 20, 20)), solid((20, 20, 220)), solid((20, 200, 20), 48)
 
 
-def sharpen_llava(out: Path) -> Path:
-    """The tiny LLaVA with its LM and projector matrices scaled up (a LLaVA checkpoint folder)."""
-    from tunesmith.model.multimodal import load_vlm
-
-    model, processor = load_vlm("builtin:tiny-llava")
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 2 and "vision_tower" not in name:
-                p.mul_(6)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sharpen_llava(tmp_path_factory.mktemp("sharp-llava"))
+def llava_dir(sharp_llava_dir: Path) -> Path:
+    return sharp_llava_dir
 
 
 @pytest.fixture(scope="module")
