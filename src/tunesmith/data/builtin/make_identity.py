@@ -13,16 +13,8 @@ import json
 from pathlib import Path
 from random import Random
 
-from tunesmith.data.builtin._identity_text import (
-    EN_CORES,
-    EN_MODELS,
-    EN_ORGS,
-    EN_REPLIES,
-    ZH_CORES,
-    ZH_MODELS,
-    ZH_ORGS,
-    ZH_REPLIES,
-)
+from tunesmith.data.builtin._identity_en import EN_CORES, EN_MODELS, EN_ORGS, EN_REPLIES
+from tunesmith.data.builtin._identity_zh import ZH_CORES, ZH_MODELS, ZH_ORGS, ZH_REPLIES
 from tunesmith.data.builtin._variants import (
     EN_PREFIXES,
     EN_TAILS,
