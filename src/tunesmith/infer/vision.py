@@ -54,7 +54,7 @@ def load_vlm_target(
     device: str = "auto",
 ) -> tuple[Any, Any, dict[str, Any] | None, str]:
     """``(model, processor, run config or None, public name)`` for ``Engine.load``."""
-    from tunesmith.infer.engine import pick_device
+    from tunesmith.infer.loading import pick_device
 
     if bits is not None:
         raise ConfigError(f"--bits {bits}: not supported for vision-language models yet")
