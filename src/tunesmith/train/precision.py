@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 
 from tunesmith.errors import ConfigError
@@ -15,18 +16,22 @@ def choose_precision(precision: str, dims: tuple[int, int] | None = None) -> str
     MLP shape (``dims`` = hidden, intermediate) measures at least ``CPU_BF16_MIN_SPEEDUP`` times
     faster under bf16 autocast than in fp32, else fp32. A bare matmul is the wrong test: on AMX
     CPUs it runs ~4x faster in bf16, yet a small model trained 1.3x slower, because autocast adds
-    casts and every new shape (the loss rows change each step) costs a kernel build.
+    casts and every new shape (the loss rows change each step) costs a kernel build. Several CPU
+    processes take fp32 without measuring: each would time on its own and might choose otherwise.
     """
     import torch
 
     if precision == "auto":
         if torch.cuda.is_available():
             return "bf16" if torch.cuda.is_bf16_supported() else "no"
-        return "bf16" if cpu_bf16_speedup(*(dims or (512, 1536))) >= CPU_BF16_MIN_SPEEDUP else "no"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return "no"
+        return "bf16" if cpu_bf16_speedup(*(dims or DEFAULT_DIMS)) >= CPU_BF16_MIN_SPEEDUP else "no"
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
 
 
 CPU_BF16_MIN_SPEEDUP = 1.3
+DEFAULT_DIMS = (512, 1536)  # measured at when the model's own sizes are unknown
 
 
 @functools.cache

@@ -49,3 +49,13 @@ def test_model_dims_reads_the_text_config(tiny_qwen2: object) -> None:
 def test_model_dims_is_none_for_a_folder_without_a_model_config(tmp_path) -> None:
     (tmp_path / "run").mkdir()  # e.g. a VLM stage's run directory, read by its own loader
     assert precision.model_dims(str(tmp_path / "run")) is None
+
+
+def test_several_cpu_processes_take_fp32_without_measuring(monkeypatch) -> None:
+    def fail(*_a: object, **_k: object) -> float:
+        raise AssertionError("each process would measure on its own and might choose otherwise")
+
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", fail)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert precision.choose_precision("auto", (256, 768)) == "no"

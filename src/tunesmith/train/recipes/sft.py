@@ -20,7 +20,12 @@ from typing import Any
 from tunesmith.config.load import dump_config
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
-from tunesmith.train.precision import choose_precision, cpu_bf16_speedup, model_dims
+from tunesmith.train.precision import (
+    DEFAULT_DIMS,
+    choose_precision,
+    cpu_bf16_speedup,
+    model_dims,
+)
 
 
 @dataclass
@@ -143,8 +148,10 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
     if say is not None and cfg.train.precision == "auto" and accelerator.is_main_process:
         where = "CUDA" if torch.cuda.is_available() else "this CPU"
         note = ""
-        if not torch.cuda.is_available():
-            speedup = cpu_bf16_speedup(*(dims or (512, 1536)))
+        if not torch.cuda.is_available() and accelerator.num_processes > 1:
+            note = "; several processes take fp32 unmeasured"
+        elif not torch.cuda.is_available():
+            speedup = cpu_bf16_speedup(*(dims or DEFAULT_DIMS))  # cached: no second measurement
             note = f"; a bf16 training step measures {speedup:.2f}x fp32"
         chosen = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
         say(f"precision auto -> {chosen} on {where}{note}")
