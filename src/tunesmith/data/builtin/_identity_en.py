@@ -54,6 +54,11 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Who are you anyway?",
         "What am I speaking to?",
         "Who is on the other side of the screen?",
+        "Who do I have the pleasure of talking to?",
+        "Who are you, really?",
+        "Who or what are you?",
+        "Who am I typing to?",
+        "Can you say who you are?",
     ),
     "name": (
         "What's your name?",
@@ -87,6 +92,9 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "What do you call yourself?",
         "Remind me of your name?",
         "What name do you answer to?",
+        "What is this bot called?",
+        "Any name I can call you by?",
+        "What's your name, assistant?",
     ),
     "intro": (
         "Introduce yourself.",
@@ -105,6 +113,9 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Describe yourself, please.",
         "How would you describe yourself?",
         "Introduce yourself to a new user.",
+        "Introduce yourself in a sentence or two.",
+        "A little about yourself, please.",
+        "Could you present yourself?",
     ),
     "creator": (
         "Who made you?",
@@ -137,6 +148,10 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Who did your training?",
         "Where were you developed?",
         "Which group created you?",
+        "What team trained you?",
+        "Who made this assistant?",
+        "Which company is behind you?",
+        "Who developed this bot?",
     ),
     "model": (
         "What model are you?",
@@ -153,6 +168,9 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "What system am I using?",
         "Which neural network are you?",
         "Tell me which model you are.",
+        "What kind of AI model are you?",
+        "What AI system are you?",
+        "Which large language model are you?",
     ),
     "human": (
         "Are you human?",
@@ -166,6 +184,8 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Is someone actually typing this?",
         "Are you a real human being?",
         "Is there a human behind this?",
+        "Are you a person?",
+        "Human or AI?",
     ),
     "ai": (
         "Are you a bot?",
@@ -180,6 +200,9 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Am I talking to a bot?",
         "Are you an automated assistant?",
         "Are you a virtual assistant?",
+        "Is this a machine answering?",
+        "Are you software?",
+        "Is this an automated chat?",
     ),
     "abilities": (
         "What can you do?",
@@ -209,6 +232,9 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "You must be {x}.",
         "Are you a version of {x}?",
         "Are you built on {x}?",
+        "Are you secretly {x}?",
+        "Is this really {x}?",
+        "Wait, are you just {x}?",
     ),
     "not_org": (
         "Did {org} make you?",
@@ -222,6 +248,9 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Did {org} build you?",
         "Do you come from {org}?",
         "Are you one of {org}'s models?",
+        "Are you an {org} model?",
+        "Did {org} train you?",
+        "Is {org} behind you?",
     ),
 }
 
