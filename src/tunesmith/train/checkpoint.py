@@ -10,6 +10,10 @@ A checkpoint is the directory ``<run_dir>/checkpoints/step-00000010/``::
     state.json            the caller's loop state (step, epoch, data position, tokens seen, ...)
     complete.json         step, time and a SHA-256 for every file above, written last
 
+Under FSDP the same files hold full tensors: the shards are gathered to the main process on save
+(the optimizer state then keyed by parameter name) and every process keeps its own shards of them
+on load, so its weights and optimizer files do not depend on how the run was sharded.
+
 Everything is written into a hidden temporary directory next to it, fsynced, and only then renamed
 to its final name, so a checkpoint exists under ``step-*`` only once it is complete: a SIGKILL at
 any moment leaves either the previous checkpoints or a ``.tmp-*`` directory that is ignored (and
@@ -89,7 +93,7 @@ def save_checkpoint(
     """
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
-    _refuse_sharded(accelerator)
+    sharded = _sharded(model, accelerator)
     root = Path(run_dir) / CHECKPOINT_DIR
     final = root / checkpoint_name(step)
     tmp = root / f"{_TMP_PREFIX}{final.name}"
@@ -97,6 +101,9 @@ def save_checkpoint(
     # Each process draws its own random numbers (dropout): keep every process's RNG states,
     # gathered to the main process so that only it writes (no shared filesystem needed).
     rng_states = _gather_rng(accelerator)
+    # Under FSDP each process holds a shard: gather full tensors to the main process (a
+    # collective), so the checkpoint has the same layout as an unsharded one.
+    full = _full_states(model, optimizer, accelerator) if sharded else None
 
     if _is_main(accelerator):
         root.mkdir(parents=True, exist_ok=True)
@@ -104,8 +111,10 @@ def save_checkpoint(
         tmp.mkdir()
         for rank, rng in enumerate(rng_states):
             _write_file(tmp / f"rng-{rank}.pt", lambda p, rng=rng: torch.save(rng, p))
-        _write_weights(tmp / WEIGHTS, _unwrap(model, accelerator))
-        _write_file(tmp / OPTIMIZER, lambda p: torch.save(optimizer.state_dict(), p))
+        weights = None if full is None else full[0]
+        optim_state = optimizer.state_dict() if full is None else full[1]
+        _write_weights(tmp / WEIGHTS, _unwrap(model, accelerator), weights)
+        _write_file(tmp / OPTIMIZER, lambda p: torch.save(optim_state, p))
         _write_file(tmp / SCHEDULER, lambda p: torch.save(scheduler.state_dict(), p))
         scaler = getattr(accelerator, "scaler", None)
         if scaler is not None:
@@ -127,11 +136,12 @@ def save_checkpoint(
     return final
 
 
-def _write_weights(path: Path, model: Any) -> None:
+def _write_weights(path: Path, model: Any, full: dict[str, torch.Tensor] | None = None) -> None:
+    """The trainable parameters by name; ``full``: gathered tensors of a sharded model."""
     from safetensors.torch import save_file
 
     tensors = {
-        name: p.detach().to("cpu").contiguous()
+        name: (p if full is None else full[name]).detach().to("cpu").contiguous()
         for name, p in model.named_parameters()
         if p.requires_grad
     }
@@ -255,12 +265,17 @@ def load_checkpoint(
     path = Path(path)
     if not is_complete(path):
         raise ConfigError(f"train.resume: {path}: not a complete checkpoint")
-    _refuse_sharded(accelerator)
+    sharded = _sharded(model, accelerator)
     marker = json.loads((path / COMPLETE).read_text(encoding="utf-8"))
     _verify(path, marker.get("files", {}))
 
-    _load_weights(path, _unwrap(model, accelerator))
-    optimizer.load_state_dict(torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True))
+    inner = _unwrap(model, accelerator)
+    optim_state = torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True)
+    if sharded:
+        _load_sharded(path, inner, optimizer, optim_state)
+    else:
+        _load_weights(path, inner)
+        optimizer.load_state_dict(optim_state)
     scheduler.load_state_dict(torch.load(path / SCHEDULER, weights_only=True))
     scaler = getattr(accelerator, "scaler", None)
     if scaler is not None and (path / SCALER).is_file():
@@ -282,7 +297,8 @@ def _verify(path: Path, files: dict[str, str]) -> None:
             )
 
 
-def _load_weights(path: Path, model: Any) -> None:
+def _load_weights(path: Path, model: Any, *, copy: bool = True) -> dict[str, torch.Tensor]:
+    """Check the saved trainable parameters against ``model`` and (``copy``) load them."""
     from safetensors.torch import load_file
 
     saved = load_file(str(path / WEIGHTS))
@@ -307,9 +323,64 @@ def _load_weights(path: Path, model: Any) -> None:
                 f"checkpoint but {tuple(p.shape)} {p.dtype} in the model; resume with the same "
                 "model, method and dtype"
             )
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(saved[name])
+    if copy:
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(saved[name])
+    return saved
+
+
+# --------------------------------------------------------------------------------------------
+# FSDP: full (gathered) states in the checkpoint, sharded states in the processes
+
+
+def _sharded(model: Any, accelerator: Any) -> bool:
+    """Whether the weights are FSDP shards; DeepSpeed is refused (its engine owns the states)."""
+    kind = getattr(getattr(accelerator, "distributed_type", None), "value", "")
+    if kind == "DEEPSPEED":
+        raise ConfigError(
+            "train.save_every: checkpoints under DeepSpeed (its engine shards weights and "
+            "optimizer) are not supported; use FSDP (--accelerate-config fsdp) or DDP, or set "
+            "train.save_every: null"
+        )
+    if kind == "FSDP":
+        return True
+    from torch.distributed.tensor import DTensor
+
+    inner = _unwrap(model, accelerator)
+    return any(isinstance(p, DTensor) for p in inner.parameters())
+
+
+def _full_states(model: Any, optimizer: Any, accelerator: Any) -> tuple[dict, dict]:
+    """Full model and optimizer state dicts (on the main process; empty elsewhere)."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    inner = _unwrap(model, accelerator)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(inner, options=options)
+    optim = get_optimizer_state_dict(
+        inner, getattr(optimizer, "optimizer", optimizer), options=options
+    )
+    return weights, optim
+
+
+def _load_sharded(path: Path, model: Any, optimizer: Any, optim_state: dict) -> None:
+    """Every process reads the full states and keeps its own shards of them."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    saved = _load_weights(path, model, copy=False)  # names, shapes and dtypes checked
+    options = StateDictOptions(full_state_dict=True, strict=False)  # trainable weights only
+    set_model_state_dict(model, saved, options=options)
+    inner_opt = getattr(optimizer, "optimizer", optimizer)
+    set_optimizer_state_dict(model, inner_opt, optim_state, options=options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,12 +444,3 @@ def _barrier(accelerator: Any) -> None:
 
 def _unwrap(model: Any, accelerator: Any) -> Any:
     return model if accelerator is None else accelerator.unwrap_model(model)
-
-
-def _refuse_sharded(accelerator: Any) -> None:
-    kind = getattr(getattr(accelerator, "distributed_type", None), "value", "")
-    if kind in ("FSDP", "DEEPSPEED"):
-        raise ConfigError(
-            f"train.save_every: checkpoints under {kind} (sharded weights and optimizer) are "
-            "not supported yet; use DDP, or set train.save_every: null"
-        )

@@ -483,3 +483,17 @@ def test_load_is_strict(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"optimizer\.pt is missing or corrupt") as err:
         load_checkpoint(path, model=model, optimizer=opt, scheduler=_schedule(opt, 5))
     assert "\n" not in str(err.value)
+
+
+def test_deepspeed_checkpoints_are_refused_with_the_way_out(tmp_path: Path) -> None:
+    class _DeepSpeed:  # what the checkpoint code reads of an Accelerator under DeepSpeed
+        distributed_type = type("Kind", (), {"value": "DEEPSPEED"})()
+
+    model, opt = _tiny_mlp()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    with pytest.raises(ConfigError, match=r"train.save_every: .*DeepSpeed.*use FSDP"):
+        save_checkpoint(
+            tmp_path, 1, model=model, optimizer=opt, scheduler=sched,
+            accelerator=_DeepSpeed(), state={}, keep_last=1,
+        )  # fmt: skip
+    assert not (tmp_path / CHECKPOINT_DIR).exists()
