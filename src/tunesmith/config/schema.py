@@ -8,7 +8,7 @@ them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -270,6 +270,13 @@ class TrainConfig(Section):
         "full (every position); auto picks liger > chunked > logits.",
     )
     ce_chunk_size: int = Field(4096, ge=1, description="Tokens per chunk of the fused loss.")
+    pass_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        "auto",
+        description="Run each micro-batch as forward/backward passes of at most this many tokens "
+        "(whole rows); the loss is normalised over the optimiser step, so the result is the same. "
+        "auto: 2048 on CPU (activations that stay in cache train faster), no split on GPUs; "
+        "null: never split.",
+    )
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=list,
         description="Also log metrics to these trackers (through Accelerate; must be installed).",

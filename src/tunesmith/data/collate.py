@@ -140,7 +140,6 @@ def collate_packed(
     position_ids = torch.empty((batch, row_length), dtype=torch.long)
     with_weights = any(s.get("weights") is not None for row in rows for s in row)
     weights = torch.zeros((batch, row_length), dtype=torch.float32) if with_weights else None
-    segments: list[int] = []
     for b, (row, lens) in enumerate(zip(rows, seq_lens)):
         start = 0
         for s, n in zip(row, lens):
@@ -153,28 +152,35 @@ def collate_packed(
             if weights is not None:
                 w = s.get("weights")
                 weights[b, start:end] = 1.0 if w is None else torch.tensor(w, dtype=torch.float32)
-            segments.append(n)
             start = end
         if start < row_length:  # the padding is a sequence of its own
             position_ids[b, start:] = torch.arange(row_length - start)
-            segments.append(row_length - start)
 
-    cu_seq_lens = torch.zeros(len(segments) + 1, dtype=torch.int32)
-    cu_seq_lens[1:] = torch.cumsum(torch.tensor(segments, dtype=torch.int32), 0)
-    max_segment = max(segments)
     out: dict[str, Any] = {
         "input_ids": input_ids,
         "labels": labels,
         "position_ids": position_ids,
         "seq_lens": seq_lens,
-        "cu_seq_lens_q": cu_seq_lens,
-        "cu_seq_lens_k": cu_seq_lens,
-        "max_length_q": max_segment,
-        "max_length_k": max_segment,
+        **varlen_fields(position_ids),
     }
     if weights is not None:
         out["weights"] = weights
     return out
+
+
+VARLEN_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+
+def varlen_fields(position_ids: torch.Tensor) -> dict[str, Any]:
+    """flash-attention's ``cu_seq_lens_*`` / ``max_length_*`` for packed rows.
+
+    A sequence starts wherever the positions restart at 0 (each sample, and a row's padding).
+    """
+    flat = position_ids.reshape(-1)
+    starts = torch.nonzero(flat == 0).flatten().to(torch.int32)
+    cu = torch.cat([starts, torch.tensor([flat.numel()], dtype=torch.int32)])
+    longest = int((cu[1:] - cu[:-1]).max())
+    return dict(zip(VARLEN_KEYS, (cu, cu, longest, longest)))
 
 
 def add_pixel_values(

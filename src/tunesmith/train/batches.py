@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from tunesmith.data.collate import collate_packed, collate_padded
+from tunesmith.data.collate import VARLEN_KEYS, collate_packed, collate_padded, varlen_fields
 from tunesmith.data.packing import pack_best_fit_decreasing
 
 
@@ -112,3 +112,33 @@ def micro_batch_stream(
         for i in range(0, len(batches), grad_accum):
             yield epoch, batches[i : i + grad_accum]
         epoch += 1
+
+
+def split_rows(batch: dict[str, Any], max_tokens: int | None) -> list[dict[str, Any]]:
+    """``batch`` cut into passes of whole rows holding at most ``max_tokens`` tokens each.
+
+    Every tensor (and the ``seq_lens`` list) with one entry per row is sliced; a batch with other
+    per-batch data (images) or rows longer than ``max_tokens`` stays one pass of at least a row.
+    Because the loss is normalised over the optimiser step, the passes train exactly what the
+    whole batch would.
+    """
+    ids = batch["input_ids"]
+    rows, length = ids.shape
+    per_pass = max(1, (max_tokens or 0) // max(length, 1))
+    if max_tokens is None or per_pass >= rows or "pixel_values" in batch:
+        return [batch]
+    per_row = {k: v for k, v in batch.items() if k not in VARLEN_KEYS}
+    for value in per_row.values():
+        sized = isinstance(value, (torch.Tensor, list, tuple))
+        if sized and (value.shape[0] if isinstance(value, torch.Tensor) else len(value)) != rows:
+            return [batch]
+    parts = []
+    for i in range(0, rows, per_pass):
+        part = {
+            k: v[i : i + per_pass] if isinstance(v, (torch.Tensor, list, tuple)) else v
+            for k, v in per_row.items()
+        }
+        if "cu_seq_lens_q" in batch:  # flash-attention's flat sequence bounds, for these rows
+            part.update(varlen_fields(part["position_ids"]))
+        parts.append(part)
+    return parts

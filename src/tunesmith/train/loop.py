@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tunesmith.data.collate import count_trained_tokens
+from tunesmith.train.batches import split_rows
 from tunesmith.train.lm_loss import lm_loss_sum
 
 
@@ -56,10 +57,13 @@ def train_step(
     max_grad_norm: float | None,
     ce_impl: str = "full",
     ce_chunk_size: int = 4096,
+    pass_tokens: int | None = None,
 ) -> StepStats:
     """One optimiser step over ``micro`` (the step's micro-batches on this process).
 
     ``ce_impl``: how the loss reaches the vocabulary (see ``lm_loss``; resolved, not ``auto``).
+    ``pass_tokens``: run each micro-batch as passes of at most this many tokens (whole rows; see
+    ``split_rows``); the gradients are the same, the activations smaller.
     """
     device = accelerator.device
     local_tokens = sum(count_trained_tokens(b) for b in micro)
@@ -70,9 +74,10 @@ def train_step(
     scale = accelerator.num_processes / max(total_tokens, 1)
     loss_sum = torch.zeros((), device=device)
     seq_tokens = 0
-    for k, batch in enumerate(micro):
+    passes = [part for batch in micro for part in split_rows(batch, pass_tokens)]
+    for k, batch in enumerate(passes):
         batch = _to_device(batch, device)
-        sync = k == len(micro) - 1
+        sync = k == len(passes) - 1
         ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with ctx, accelerator.autocast():
             part, _n = lm_loss_sum(
@@ -181,6 +186,18 @@ def resolve_loss_impl(cfg: Any, model: Any, accelerator: Any) -> str:
         raise ConfigError(str(exc)) from None
 
 
+CPU_PASS_TOKENS = 2048
+"""``train.pass_tokens: auto`` on CPU. Measured on 2 cores (4M Qwen2, LoRA, rows of 1024): passes of
+2 rows ran 1.1-1.2x faster than 8 rows at once, with 0.55x the peak memory; 1 row was slower."""
+
+
+def resolve_pass_tokens(setting: int | str | None, device: torch.device) -> int | None:
+    """``train.pass_tokens`` for this device: ``auto`` splits on CPU only (GPUs want big passes)."""
+    if setting == "auto":
+        return CPU_PASS_TOKENS if device.type == "cpu" else None
+    return setting if isinstance(setting, int) else None
+
+
 class Loop:
     """Runs optimiser steps with logging, validation, checkpoints and a clean Ctrl-C.
 
@@ -222,6 +239,7 @@ class Loop:
         self.early = EarlyStopping(cfg.eval.early_stopping_patience)
         self.eval_every = cfg.eval.every or cfg.train.log_every * 10
         self.ce_impl = resolve_loss_impl(cfg, model, accelerator)
+        self.pass_tokens = resolve_pass_tokens(cfg.train.pass_tokens, accelerator.device)
         self.step_seconds: list[float] = []  # this session's steps (the first one compiles)
 
     def _sft_step(self, micro: list[dict[str, Any]]) -> StepStats:
@@ -235,6 +253,7 @@ class Loop:
             max_grad_norm=self.cfg.train.max_grad_norm,
             ce_impl=self.ce_impl,
             ce_chunk_size=self.cfg.train.ce_chunk_size,
+            pass_tokens=self.pass_tokens,
         )
 
     def _val_loss(self) -> dict[str, float]:

@@ -78,3 +78,68 @@ def test_static_rows_pad_every_packed_row_to_max_length() -> None:
         assert torch.equal(s["labels"][:, :n], f["labels"])
         assert (s["labels"][:, n:] == -100).all()
         assert f["seq_lens"] == s["seq_lens"]
+
+
+def test_split_rows_cuts_whole_rows_and_keeps_everything() -> None:
+    from tunesmith.train.batches import split_rows
+
+    (batch,) = make_batches(
+        corpus(40), batch_size=8, max_length=128, packing=True, pad_token_id=0, seed=0
+    )[:1]
+    rows, length = batch["input_ids"].shape
+    assert rows == 8
+    parts = split_rows(batch, 2 * length + 5)  # room for two rows per pass
+    assert [p["input_ids"].shape[0] for p in parts] == [2, 2, 2, 2]
+    from tunesmith.data.collate import VARLEN_KEYS, varlen_fields
+
+    assert all(  # the flat sequence bounds are those of each pass's own rows
+        torch.equal(torch.as_tensor(p[k]), torch.as_tensor(varlen_fields(p["position_ids"])[k]))
+        for p in parts
+        for k in VARLEN_KEYS
+    )
+    assert parts[0]["cu_seq_lens_q"][-1] == 2 * length
+    for key, value in batch.items():
+        if key in VARLEN_KEYS:
+            continue
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(torch.cat([p[key] for p in parts]), value), key
+        elif isinstance(value, list):
+            assert [x for p in parts for x in p[key]] == value, key
+    assert split_rows(batch, None) == [batch]
+    assert split_rows(batch, 10**6) == [batch]
+    assert len(split_rows(batch, 1)) == rows  # a pass is never less than one row
+    with_images = {**batch, "pixel_values": torch.zeros(3, 3)}  # images do not follow rows
+    assert len(split_rows(with_images, length)) == 1
+
+
+def test_passes_train_exactly_what_the_whole_batch_trains() -> None:
+    """One step with the micro-batch split into 1-row passes equals the unsplit step."""
+    from accelerate import Accelerator
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tunesmith.train.loop import resolve_pass_tokens, train_step
+
+    def step(pass_tokens: int | None) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        config = LlamaConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, use_cache=False,
+        )  # fmt: skip
+        model = LlamaForCausalLM(config)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)  # weight change = -gradient
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        batches = make_batches(
+            corpus(30), batch_size=4, max_length=128, packing=True, pad_token_id=0, seed=0
+        )
+        train_step(
+            model, opt, sched, Accelerator(cpu=True), batches[:2], attn_implementation="sdpa",
+            max_grad_norm=None, ce_impl="chunked", pass_tokens=pass_tokens,
+        )  # fmt: skip
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    whole, split = step(None), step(1)
+    assert max(float((whole[n] - split[n]).abs().max()) for n in whole) <= 1e-6
+    assert resolve_pass_tokens("auto", torch.device("cpu")) == 2048
+    assert resolve_pass_tokens("auto", torch.device("cuda")) is None
+    assert resolve_pass_tokens(512, torch.device("cuda")) == 512
+    assert resolve_pass_tokens(None, torch.device("cpu")) is None
