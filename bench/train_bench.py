@@ -12,7 +12,8 @@ these variants (each in its own process, so peak memory is its own):
                       lm_head + cross-entropy);
 * ``packed``          isolated packing into rows of ``--max-length`` (position ids, no 2-D mask),
                       logits at every position;
-* ``packed+fast``     packing + the fused chunked loss (tunesmith's default);
+* ``packed+fast``     packing + the fused chunked loss + passes of at most ``train.pass_tokens``
+                      (tunesmith's default);
 * ``packed+fast+bf16``  the same under bf16 autocast (``train.precision: bf16``);
 * ``packed+compile``  packing + ``torch.compile`` (static rows; the loss through the lm_head on
                       trained positions only, as ``train.ce_impl: logits``). Compile time is
@@ -152,7 +153,7 @@ def run_variant(
     from tunesmith.model.attention import use_varlen_sdpa
     from tunesmith.model.loader import load_model, load_tokenizer
     from tunesmith.train.batches import make_batches
-    from tunesmith.train.loop import resolve_loss_impl, train_step
+    from tunesmith.train.loop import resolve_loss_impl, resolve_pass_tokens, train_step
     from tunesmith.train.precision import choose_precision
     from tunesmith.train.recipes.sft import build_renderer, make_optimizer
 
@@ -174,6 +175,8 @@ def run_variant(
     model, opt = acc.prepare(model, opt)
     model.train()
     impl = resolve_loss_impl(cfg, model, acc)
+    fast = VARIANTS[variant]["ce"] != "full"  # the "+fast" variants run as `tunesmith train` does
+    pass_tokens = resolve_pass_tokens(cfg.train.pass_tokens, acc.device) if fast else None
     batches = make_batches(
         data.train,
         batch_size=cfg.train.batch_size,
@@ -198,7 +201,7 @@ def run_variant(
             start = time.perf_counter()
         train_step(
             model, opt, sched, acc, [batch], attn_implementation="sdpa", max_grad_norm=1.0,
-            ce_impl=impl, ce_chunk_size=cfg.train.ce_chunk_size,
+            ce_impl=impl, ce_chunk_size=cfg.train.ce_chunk_size, pass_tokens=pass_tokens,
         )  # fmt: skip
         if i >= warmup:
             lens = _sample_lengths(batch)
