@@ -77,7 +77,7 @@ def chat_loop(
 
     def answer() -> bool:
         messages = ([{"role": "system", "content": system}] if system else []) + history
-        t0, pieces, n = time.perf_counter(), [], 0
+        t0, pieces, n, started = time.perf_counter(), [], 0, False
         events = engine.events(messages, params, adapter=adapter, images=seen or None)
         try:
             first = next(events, None)  # the prompt is checked before anything is printed
@@ -88,7 +88,11 @@ def chat_loop(
         for ev in itertools.chain([first] if first is not None else [], events):
             if isinstance(ev, Delta):
                 pieces.append(ev.text)
-                write(ev.text)
+                # Shown as it is kept: without the whitespace a reply may start with.
+                shown = ev.text if started else ev.text.lstrip()
+                started = started or bool(shown)
+                if shown:
+                    write(shown)
             elif isinstance(ev, Finished):
                 n = ev.completion_tokens
         rate = n / max(time.perf_counter() - t0, 1e-9)
