@@ -59,3 +59,17 @@ def test_several_cpu_processes_take_fp32_without_measuring(monkeypatch) -> None:
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert precision.choose_precision("auto", (256, 768)) == "no"
+
+
+def test_runs_in_one_process_may_change_precision(tmp_path) -> None:
+    """A second run in the same Python process (notebook, test session) with another precision."""
+    from accelerate import Accelerator
+
+    from tunesmith.config.load import load_config
+    from tunesmith.train.recipes.sft import make_accelerator
+
+    Accelerator(cpu=True, mixed_precision="no")  # an earlier fp32 run in this process
+    for value, expected in (("bf16", "bf16"), ("fp32", "no")):
+        tree = {"data": {"datasets": [{"path": "builtin:general"}]}, "train": {"precision": value}}
+        accelerator = make_accelerator(load_config(tree=tree), tmp_path)
+        assert accelerator.mixed_precision == expected

@@ -137,8 +137,10 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
     dims = None
     if cfg.train.precision == "auto" and not torch.cuda.is_available():
         dims = model_dims(cfg.model.name)
+    mixed_precision = choose_precision(cfg.train.precision, dims)
+    _allow_precision(mixed_precision)
     accelerator = Accelerator(
-        mixed_precision=choose_precision(cfg.train.precision, dims),
+        mixed_precision=mixed_precision,
         cpu=not torch.cuda.is_available(),
         log_with=trackers or None,
         project_dir=str(run_dir / "trackers") if trackers else None,
@@ -156,6 +158,20 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
         chosen = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
         say(f"precision auto -> {chosen} on {where}{note}")
     return accelerator
+
+
+def _allow_precision(mixed_precision: str) -> None:
+    """Let a later run in the same Python process (a notebook, a test session) change precision.
+
+    Accelerate keeps one process-wide state and refuses an ``Accelerator`` whose precision differs
+    from the first one's. Only its precision part is cleared here (Accelerate's own reset, which
+    its tests use); the process group and device (``PartialState``) stay as they are.
+    """
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def flat_hparams(cfg: RunConfig) -> dict[str, Any]:
@@ -391,7 +407,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     # 5. Save in standard formats.
     accelerator.wait_for_everyone()
     loop.finish(time.perf_counter() - t_start)  # every process: validation is collective
-    unwrapped = accelerator.unwrap_model(model)
+    # The mixed-precision forward wrapper goes: the returned model runs in its own dtype.
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     state_dict = gathered_state_dict(accelerator, model)
     if accelerator.is_main_process:
         save_result(unwrapped, tokenizer, cfg, run_dir, state_dict=state_dict)

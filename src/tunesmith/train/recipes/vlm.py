@@ -218,7 +218,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     # 6. Save in standard formats: stock transformers (+ peft for an adapter) reload them.
     accelerator.wait_for_everyone()
     loop.finish(time.perf_counter() - t_start)
-    unwrapped = accelerator.unwrap_model(model)
+    # The mixed-precision forward wrapper goes: the returned model runs in its own dtype.
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     state_dict = gathered_state_dict(accelerator, model)
     if accelerator.is_main_process:
         save_vlm(unwrapped, processor, run_dir, state_dict=state_dict)
