@@ -98,6 +98,17 @@ def test_full_finetune_moves_every_parameter_and_reloads(
     assert reloaded.config.use_cache is True
 
 
+def test_a_bf16_run_returns_a_model_without_autocast(tmp_path: Path, tiny_qwen2: Path) -> None:
+    """Accelerate's mixed-precision forward wrapper is removed from the model a run returns."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = small_config(tmp_path, "full", train={"precision": "bf16", "max_steps": 2})
+    result = sft.run(cfg, show_progress=False)
+    reloaded = AutoModelForCausalLM.from_pretrained(result.run_dir / "model")
+    ids = torch.tensor([[5, 17, 300, 42, 9, 1000, 77]])
+    assert torch.equal(logits(reloaded, ids), logits(result.model, ids))
+
+
 def test_run_directory_contents(lora_run: sft.TrainResult) -> None:
     import json
 
