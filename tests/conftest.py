@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,15 @@ def sharp_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+@pytest.fixture
+def fp32_accelerator() -> Any:
+    """A CPU fp32 ``Accelerator``, whatever precision an earlier run in this session left in
+    Accelerate's process-wide state (on some CPUs ``precision: auto`` picks bf16)."""
+    from accelerate import Accelerator
+
+    from tunesmith.train.recipes.sft import allow_precision
+
+    allow_precision("no")
+    return Accelerator(cpu=True, mixed_precision="no")

@@ -113,9 +113,8 @@ def test_run_directory(demo_runs: dict[str, TrainResult]) -> None:
 
 @pytest.mark.slow
 def test_lora_reference_is_the_base_model(
-    demo_runs: dict[str, TrainResult], tiny_qwen2: Path
+    demo_runs: dict[str, TrainResult], tiny_qwen2: Path, fp32_accelerator: Any
 ) -> None:
-    from accelerate import Accelerator
     from transformers import AutoModelForCausalLM
 
     from tunesmith.train.losses import sequence_logps
@@ -124,7 +123,7 @@ def test_lora_reference_is_the_base_model(
     run = demo_runs["dpo"]
     ids = torch.tensor([[5, 17, 300, 42, 9, 1000, 77, 8]])
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
-    acc = Accelerator(cpu=True)
+    acc = fp32_accelerator
     scorer = Scorer(load_config(run.run_dir / "config.yaml"), acc, run.model, "adapter")
     ref = scorer.reference(batch)
     base = AutoModelForCausalLM.from_pretrained(tiny_qwen2).eval()

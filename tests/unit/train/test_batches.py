@@ -112,9 +112,8 @@ def test_split_rows_cuts_whole_rows_and_keeps_everything() -> None:
     assert len(split_rows(with_images, length)) == 1
 
 
-def test_passes_train_exactly_what_the_whole_batch_trains() -> None:
+def test_passes_train_exactly_what_the_whole_batch_trains(fp32_accelerator: Any) -> None:
     """One step with the micro-batch split into 1-row passes equals the unsplit step."""
-    from accelerate import Accelerator
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tunesmith.train.loop import resolve_pass_tokens, train_step
@@ -132,7 +131,7 @@ def test_passes_train_exactly_what_the_whole_batch_trains() -> None:
             corpus(30), batch_size=4, max_length=128, packing=True, pad_token_id=0, seed=0
         )
         train_step(
-            model, opt, sched, Accelerator(cpu=True), batches[:2], attn_implementation="sdpa",
+            model, opt, sched, fp32_accelerator, batches[:2], attn_implementation="sdpa",
             max_grad_norm=None, ce_impl="chunked", pass_tokens=pass_tokens,
         )  # fmt: skip
         return {n: p.detach().clone() for n, p in model.named_parameters()}

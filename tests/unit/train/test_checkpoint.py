@@ -28,11 +28,9 @@ from tunesmith.train.loop import train_step
 torch.set_num_threads(1)  # deterministic and kind to the shared 2-core machine
 
 
-@pytest.fixture(scope="module")
-def accelerator() -> Any:
-    from accelerate import Accelerator
-
-    return Accelerator(cpu=True, mixed_precision="no")
+@pytest.fixture
+def accelerator(fp32_accelerator: Any) -> Any:
+    return fp32_accelerator
 
 
 def _seed(seed: int) -> None:

@@ -61,14 +61,12 @@ def test_several_cpu_processes_take_fp32_without_measuring(monkeypatch) -> None:
     assert precision.choose_precision("auto", (256, 768)) == "no"
 
 
-def test_runs_in_one_process_may_change_precision(tmp_path) -> None:
+def test_runs_in_one_process_may_change_precision(tmp_path, fp32_accelerator) -> None:
     """A second run in the same Python process (notebook, test session) with another precision."""
-    from accelerate import Accelerator
-
     from tunesmith.config.load import load_config
     from tunesmith.train.recipes.sft import make_accelerator
 
-    Accelerator(cpu=True, mixed_precision="no")  # an earlier fp32 run in this process
+    assert fp32_accelerator.mixed_precision == "no"  # an earlier fp32 run in this process
     for value, expected in (("bf16", "bf16"), ("fp32", "no")):
         tree = {"data": {"datasets": [{"path": "builtin:general"}]}, "train": {"precision": value}}
         accelerator = make_accelerator(load_config(tree=tree), tmp_path)

@@ -138,7 +138,7 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
     if cfg.train.precision == "auto" and not torch.cuda.is_available():
         dims = model_dims(cfg.model.name)
     mixed_precision = choose_precision(cfg.train.precision, dims)
-    _allow_precision(mixed_precision)
+    allow_precision(mixed_precision)
     accelerator = Accelerator(
         mixed_precision=mixed_precision,
         cpu=not torch.cuda.is_available(),
@@ -160,7 +160,7 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
     return accelerator
 
 
-def _allow_precision(mixed_precision: str) -> None:
+def allow_precision(mixed_precision: str) -> None:
     """Let a later run in the same Python process (a notebook, a test session) change precision.
 
     Accelerate keeps one process-wide state and refuses an ``Accelerator`` whose precision differs
