@@ -122,10 +122,11 @@ def split_rows(batch: dict[str, Any], max_tokens: int | None) -> list[dict[str, 
     Because the loss is normalised over the optimiser step, the passes train exactly what the
     whole batch would.
     """
-    ids = batch["input_ids"]
-    rows, length = ids.shape
-    per_pass = max(1, (max_tokens or 0) // max(length, 1))
-    if max_tokens is None or per_pass >= rows or "pixel_values" in batch:
+    if max_tokens is None or "pixel_values" in batch:
+        return [batch]
+    rows, length = batch["input_ids"].shape
+    per_pass = max(1, max_tokens // max(length, 1))
+    if per_pass >= rows:
         return [batch]
     per_row = {k: v for k, v in batch.items() if k not in VARLEN_KEYS}
     for value in per_row.values():

@@ -111,8 +111,7 @@ def save_checkpoint(
         tmp.mkdir()
         for rank, rng in enumerate(rng_states):
             _write_file(tmp / f"rng-{rank}.pt", lambda p, rng=rng: torch.save(rng, p))
-        weights = None if full is None else full[0]
-        optim_state = optimizer.state_dict() if full is None else full[1]
+        weights, optim_state = full or (None, optimizer.state_dict())
         _write_weights(tmp / WEIGHTS, _unwrap(model, accelerator), weights)
         _write_file(tmp / OPTIMIZER, lambda p: torch.save(optim_state, p))
         _write_file(tmp / SCHEDULER, lambda p: torch.save(scheduler.state_dict(), p))
