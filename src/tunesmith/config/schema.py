@@ -97,6 +97,29 @@ class DatasetConfig(Section):
     loss_weights: dict[str, float] | None = Field(
         None, description="Span loss weights for this source (overrides data.loss_weights)."
     )
+    encoding: str | None = Field(
+        None,
+        description="Text encoding of the files (default UTF-8), e.g. cp1252 for a CSV saved by "
+        "Excel on Windows; any Python codec name.",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str | None) -> str | None:
+        import codecs
+
+        from pydantic_core import PydanticCustomError
+
+        from tunesmith.data.sources import unknown_encoding
+
+        if v is not None:
+            try:
+                codecs.lookup(v)
+            except LookupError:  # the message as context: no "Value error, " before it
+                raise PydanticCustomError(
+                    "encoding", "{text}", {"text": unknown_encoding(v)}
+                ) from None
+        return v
 
     @field_validator("loss_weights")
     @classmethod

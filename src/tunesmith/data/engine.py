@@ -81,6 +81,7 @@ def resolve_source(ds: DatasetConfig) -> dict[str, Any]:
             "ranking": entry.ranking,
             "media_dir": ds.media_dir or entry.media_dir,
             "split": entry.split or ds.split,
+            "encoding": ds.encoding,
         }
     path: Any = ds.path
     if ds.path and ds.path.startswith("builtin:"):
@@ -95,6 +96,7 @@ def resolve_source(ds: DatasetConfig) -> dict[str, Any]:
         "ranking": False,
         "media_dir": ds.media_dir,
         "split": ds.split,
+        "encoding": ds.encoding,
     }
 
 

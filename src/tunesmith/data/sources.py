@@ -7,6 +7,7 @@ format conversion and counts bad records by reason instead of dropping them sile
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections import Counter
@@ -31,6 +32,7 @@ FILE_TYPES: dict[str, str] = {
 """File suffix -> reader. ``file_type`` overrides the suffix with one of the values."""
 
 _LINE_BASED = {"jsonl", "text"}
+_TEXT_KINDS = {"json", "jsonl", "csv", "tsv", "text"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BATCH = 1024
 
@@ -83,7 +85,11 @@ class LoadResult:
 
 
 def iter_records(
-    path: str | Path, *, file_type: str | None = None, split: str = "train"
+    path: str | Path,
+    *,
+    file_type: str | None = None,
+    split: str = "train",
+    encoding: str | None = None,
 ) -> Iterator[Record]:
     """Stream the records of a data source, raising ``DataError`` on the first malformed one.
 
@@ -94,15 +100,21 @@ def iter_records(
         file_type: Reader to use instead of guessing from the suffix (``json``, ``jsonl``,
             ``parquet``, ``csv``, ``tsv``, ``arrow``, ``text``).
         split: The split to read from a saved ``DatasetDict`` or a Hub dataset.
+        encoding: The text encoding of JSON/JSONL/CSV/TSV/text files (default UTF-8, with or
+            without a byte-order mark), any Python codec name such as ``cp1252``.
     """
-    for item in iter_items(path, file_type=file_type, split=split):
+    for item in iter_items(path, file_type=file_type, split=split, encoding=encoding):
         if isinstance(item, RecordError):
             raise item
         yield item
 
 
 def iter_items(
-    path: str | Path, *, file_type: str | None = None, split: str = "train"
+    path: str | Path,
+    *,
+    file_type: str | None = None,
+    split: str = "train",
+    encoding: str | None = None,
 ) -> Iterator[Record | RecordError]:
     """Like ``iter_records`` but yields a bad record's error instead of raising it.
 
@@ -115,8 +127,9 @@ def iter_items(
             f"{', '.join(sorted(set(FILE_TYPES.values())))}"
         )
     shown = str(path)
+    text = _Text.of(shown, encoding)
     count = 0
-    for item in _dispatch(shown, _resolve(shown), file_type, split):
+    for item in _dispatch(shown, _resolve(shown), file_type, split, text):
         count += 1
         yield item
     if count == 0:
@@ -136,16 +149,18 @@ def _resolve(shown: str) -> Path:
 
 
 def _dispatch(
-    shown: str, path: Path, file_type: str | None, split: str
+    shown: str, path: Path, file_type: str | None, split: str, text: _Text
 ) -> Iterator[Record | RecordError]:
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            text.refuse(shown, "a saved dataset")
             yield from _read_saved_dataset(shown, path, split)
         else:
-            yield from _read_folder(shown, path, file_type)
+            yield from _read_folder(shown, path, file_type, text)
     elif path.is_file():
-        yield from _read_file(shown, path, file_type or _type_of(shown, path))
+        yield from _read_file(shown, path, file_type or _type_of(shown, path), text)
     elif path.suffix.lower() not in FILE_TYPES and _HUB_ID.match(shown):
+        text.refuse(shown, "a Hub dataset")
         yield from _read_hub(shown, split)
     else:
         raise DataError(
@@ -164,7 +179,9 @@ def _type_of(shown: str, path: Path) -> str:
     return kind
 
 
-def _read_folder(shown: str, path: Path, file_type: str | None) -> Iterator[Record | RecordError]:
+def _read_folder(
+    shown: str, path: Path, file_type: str | None, text: _Text
+) -> Iterator[Record | RecordError]:
     files = sorted(
         p
         for p in path.iterdir()
@@ -185,22 +202,123 @@ def _read_folder(shown: str, path: Path, file_type: str | None) -> Iterator[Reco
             "or list the files as separate sources"
         )
     for p in files:
-        yield from _read_file(str(Path(shown) / p.name), p, kinds[0])
+        yield from _read_file(str(Path(shown) / p.name), p, kinds[0], text)
 
 
-def _read_file(shown: str, path: Path, kind: str) -> Iterator[Record | RecordError]:
+def _read_file(shown: str, path: Path, kind: str, text: _Text) -> Iterator[Record | RecordError]:
+    if kind not in _TEXT_KINDS:
+        text.refuse(shown, f"a {kind} file")
     if kind == "json":
-        yield from _read_json(shown, path)
+        yield from _read_json(shown, path, text)
     elif kind == "jsonl":
-        yield from _read_jsonl(shown, path)
+        yield from _read_jsonl(shown, path, text)
     elif kind == "text":
-        yield from _read_text(shown, path)
+        yield from _read_text(shown, path, text)
     elif kind == "parquet":
         yield from _read_parquet(shown, path)
     elif kind in ("csv", "tsv"):
-        yield from _read_csv(shown, path, "\t" if kind == "tsv" else ",")
+        yield from _read_csv(shown, path, "\t" if kind == "tsv" else ",", text)
     else:
         yield from _read_arrow(shown, path)
+
+
+@dataclass(frozen=True)
+class _Text:
+    """How text files are decoded, and the one-line message for bytes that do not decode."""
+
+    codec: str  # what Python decodes with ("utf-8-sig" by default: a BOM is dropped)
+    label: str  # what messages call it
+    given: bool  # set by the user with ``encoding:``
+
+    @classmethod
+    def of(cls, shown: str, encoding: str | None) -> _Text:
+        if encoding is None:
+            return cls("utf-8-sig", "UTF-8", False)
+        try:
+            name = codecs.lookup(encoding).name
+        except LookupError:
+            raise DataError(f"{shown}: {unknown_encoding(encoding)}") from None
+        return cls("utf-8-sig" if name == "utf-8" else encoding, encoding, True)
+
+    @property
+    def line_safe(self) -> bool:
+        """Lines can be split as bytes (an ASCII-compatible codec: not UTF-16/32)."""
+        return "\n".encode("utf-8" if self.codec == "utf-8-sig" else self.codec) == b"\n"
+
+    def refuse(self, shown: str, what: str) -> None:
+        """``encoding:`` means nothing for binary sources; say so rather than ignore it."""
+        if self.given:
+            raise DataError(
+                f"{shown}: encoding applies to JSON/JSONL/CSV/TSV/text files, not {what}; "
+                "remove `encoding:` from its dataset entry"
+            )
+
+    def decode(self, raw: bytes, first: bool = True) -> str:
+        """``raw`` as text (``UnicodeDecodeError`` as Python raises it)."""
+        codec = self.codec if first or self.codec != "utf-8-sig" else "utf-8"
+        return raw.decode(codec)
+
+    def problem(self, raw: bytes, exc: UnicodeDecodeError, offset: int = 0) -> tuple[int, str]:
+        """The 1-based line and ``not valid ... (byte 0x.. at column c, byte b of the file)`` for
+        a decode error in ``raw`` (which starts ``offset`` bytes into the file)."""
+        start = exc.start
+        line = raw.count(b"\n", 0, start) + 1
+        column = start - raw.rfind(b"\n", 0, start)
+        what = f"byte 0x{raw[start]:02x} at column {column}, " if self.line_safe else ""
+        return line, f"not valid {self.label} ({what}byte {offset + start + 1} of the file)"
+
+    def fix(self, kind: str) -> str:
+        if self.given:
+            return (
+                f"check that the file really is {self.label} and set `encoding:` on its "
+                "dataset entry to its real encoding, or save it as UTF-8"
+            )
+        excel = " (Excel: CSV UTF-8)" if kind in ("csv", "tsv") else ""
+        return (
+            f"save the file as UTF-8{excel}, or set `encoding:` on its dataset entry "
+            "(e.g. encoding: cp1252) if that is its real encoding"
+        )
+
+    def error(self, shown: str, raw: bytes, exc: UnicodeDecodeError, kind: str) -> DataError:
+        """The whole file does not decode: one line naming where and the fix."""
+        line, problem = self.problem(raw, exc)
+        where = f"{shown}:{line}" if self.line_safe else shown
+        return DataError(f"{where}: {problem}; {self.fix(kind)}")
+
+
+def unknown_encoding(encoding: str) -> str:
+    """The message for an encoding Python does not know (also used by the config schema)."""
+    return (
+        f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, cp1252, "
+        "latin-1 or gb18030"
+    )
+
+
+def _lines(
+    shown: str, path: Path, text: _Text, kind: str
+) -> Iterator[tuple[int, str] | RecordError]:
+    """``(line number, text)`` of each line, or a ``RecordError`` for a line that does not decode.
+
+    Split as bytes, so one bad byte costs its line only and the message can name it.
+    """
+    if not text.line_safe:  # UTF-16/32: decode the whole file, then split
+        raw = path.read_bytes()
+        try:
+            whole = text.decode(raw)
+        except UnicodeDecodeError as exc:
+            raise text.error(shown, raw, exc, kind) from None
+        for lineno, line in enumerate(whole.splitlines(keepends=True), start=1):
+            yield lineno, line
+        return
+    offset = 0
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield lineno, text.decode(raw, first=lineno == 1)
+            except UnicodeDecodeError as exc:
+                _, problem = text.problem(raw, exc, offset)
+                yield RecordError(f"{shown}:{lineno}", problem, text.fix(kind), f"not {text.label}")
+            offset += len(raw)
 
 
 def _as_record(obj: Any, shown: str, line: int, unit: str) -> Record | RecordError:
@@ -215,19 +333,26 @@ def _as_record(obj: Any, shown: str, line: int, unit: str) -> Record | RecordErr
     )
 
 
-def _read_json(shown: str, path: Path) -> Iterator[Record | RecordError]:
-    text = path.read_text(encoding="utf-8-sig")
+def _read_json(shown: str, path: Path, codec: _Text) -> Iterator[Record | RecordError]:
+    raw = path.read_bytes()
+    try:
+        text = codec.decode(raw)
+    except UnicodeDecodeError as exc:
+        raise codec.error(shown, raw, exc, "json") from None
     if not text.strip():
         raise DataError(f"{shown}: file is empty; add a JSON array of samples or fix the path")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # several top-level values: it is JSONL under a .json name
-            yield from _read_jsonl(shown, path)
+        if exc.msg == "Extra data" and _first_line_is_a_value(text):
+            yield from _read_jsonl(shown, path, codec)  # JSONL under a .json name
             return
+        cause = "a trailing comma or a missing quote or bracket is the usual cause"
+        if exc.msg == "Extra data":
+            cause = "text after the end of the JSON value: an extra ] or } closes it early"
         raise DataError(
             f"{shown}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}); fix the file "
-            "(a trailing comma or a missing quote or bracket is the usual cause)"
+            f"({cause})"
         ) from None
     if isinstance(data, dict):
         lists = [k for k, v in data.items() if isinstance(v, list)]
@@ -246,29 +371,44 @@ def _read_json(shown: str, path: Path) -> Iterator[Record | RecordError]:
         yield _as_record(obj, shown, i, "record")
 
 
-def _read_jsonl(shown: str, path: Path) -> Iterator[Record | RecordError]:
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield RecordError(
-                    f"{shown}:{lineno}",
-                    f"invalid JSON ({exc.msg} at column {exc.colno})",
-                    "fix or remove the line",
-                    "invalid JSON",
-                )
-                continue
-            yield _as_record(obj, shown, lineno, "line")
+def _first_line_is_a_value(text: str) -> bool:
+    """The first non-blank line is a whole JSON value: the file is JSONL, not a broken array
+    (whose own error position is then the one to report)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
-def _read_text(shown: str, path: Path) -> Iterator[Record | RecordError]:
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                yield Record({"text": line.rstrip("\r\n")}, shown, lineno, "line")
+def _read_jsonl(shown: str, path: Path, text: _Text) -> Iterator[Record | RecordError]:
+    for item in _lines(shown, path, text, "jsonl"):
+        if isinstance(item, RecordError):
+            yield item
+            continue
+        lineno, line = item
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield RecordError(
+                f"{shown}:{lineno}",
+                f"invalid JSON ({exc.msg} at column {exc.colno})",
+                "fix or remove the line",
+                "invalid JSON",
+            )
+            continue
+        yield _as_record(obj, shown, lineno, "line")
+
+
+def _read_text(shown: str, path: Path, text: _Text) -> Iterator[Record | RecordError]:
+    for item in _lines(shown, path, text, "text"):
+        if isinstance(item, RecordError):
+            yield item
+        elif item[1].strip():
+            yield Record({"text": item[1].rstrip("\r\n")}, shown, item[0], "line")
 
 
 def _read_parquet(shown: str, path: Path) -> Iterator[Record | RecordError]:
@@ -285,12 +425,19 @@ def _read_parquet(shown: str, path: Path) -> Iterator[Record | RecordError]:
             yield Record(row, shown, index, "record")
 
 
-def _read_csv(shown: str, path: Path, sep: str) -> Iterator[Record | RecordError]:
+def _read_csv(shown: str, path: Path, sep: str, text: _Text) -> Iterator[Record | RecordError]:
     import pandas as pd
 
     # Every cell as a string ("" for empty): pandas would turn "NA" into NaN and "1" into 1.
     try:
-        chunks = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=_BATCH)
+        chunks = pd.read_csv(
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            chunksize=_BATCH,
+            encoding="utf-8" if text.codec == "utf-8-sig" else text.codec,
+        )
         index = 0
         for chunk in chunks:
             for row in chunk.to_dict("records"):
@@ -300,6 +447,14 @@ def _read_csv(shown: str, path: Path, sep: str) -> Iterator[Record | RecordError
         raise DataError(f"{shown}: file is empty; add a header row and samples") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{shown}: cannot parse CSV ({exc}); fix the quoting") from None
+    except UnicodeDecodeError as exc:  # pandas' position is within its buffer: find the byte
+        raw = path.read_bytes()
+        try:
+            text.decode(raw)
+        except UnicodeDecodeError as whole:
+            raise text.error(shown, raw, whole, "csv") from None
+        # pandas and Python disagree on the codec: still one line, without the position
+        raise DataError(f"{shown}: not valid {text.label} ({exc}); {text.fix('csv')}") from None
 
 
 def _read_arrow(shown: str, path: Path) -> Iterator[Record | RecordError]:
@@ -362,6 +517,7 @@ def load_examples(
     on_error: Literal["raise", "skip"] = "raise",
     source: str = "",
     file_type: str | None = None,
+    encoding: str | None = None,
 ) -> LoadResult:
     """Read a source and convert every record to a canonical example.
 
@@ -377,6 +533,7 @@ def load_examples(
         on_error: ``"raise"`` stops at the first bad record; ``"skip"`` counts it by reason.
         source: Name stored on every example (for reports).
         file_type: Reader to use instead of guessing from the suffix.
+        encoding: Text encoding of the files (default UTF-8), see ``iter_records``.
 
     Returns:
         The examples, the number of records read and the skipped records counted by reason.
@@ -387,8 +544,10 @@ def load_examples(
     if on_error not in ("raise", "skip"):
         raise DataError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     check_options(fmt, columns, tags)
+    if media_dir is None and str(path).startswith("builtin:"):
+        media_dir = _resolve(str(path)).parent  # a built-in set's images lie beside its file
     result = LoadResult(examples=[], rows_read=0, skipped=Counter())
-    for item in iter_items(path, file_type=file_type, split=split):
+    for item in iter_items(path, file_type=file_type, split=split, encoding=encoding):
         if max_rows is not None and result.rows_read >= max_rows:
             break
         result.rows_read += 1
@@ -425,4 +584,5 @@ __all__ = [
     "iter_items",
     "iter_records",
     "load_examples",
+    "unknown_encoding",
 ]

@@ -30,7 +30,7 @@ def chat(*turns: tuple[str, Any], **extra: Any) -> dict[str, Any]:
 class Case:
     id: str
     file: str
-    content: str | list[Any]  # raw text, or records written one per JSONL line
+    content: str | bytes | list[Any]  # raw text, raw bytes, or records one per JSONL line
     where: str  # expected location after the path: ":2" / ":record 2" / "" (the file itself)
     message: str  # exact substring of the message after the location
     reason: str | None = None  # skip-mode reason; None = the whole source is rejected
@@ -45,6 +45,56 @@ CASES = [
         ":2",
         "invalid JSON (Expecting ',' delimiter at column 21); fix or remove the line",
         "invalid JSON",
+    ),
+    Case(
+        "JSON array closed early (Extra data): Python's line and column, not JSONL's",
+        "d.json",
+        '[\n  {"instruction": "q", "output": "a"}],\n  {"instruction": "q", "output": "a"}\n]\n',
+        ":2",
+        "invalid JSON (Extra data at column 39); fix the file",
+    ),
+    Case(
+        "JSON file in cp1252, not UTF-8",
+        "d.json",
+        b'[\n  {"instruction": "q", "output": "a"},\n'
+        b'  {"instruction": "caf\xe9", "output": "a"}\n]\n',
+        ":3",
+        "not valid UTF-8 (byte 0xe9 at column 23, byte 64 of the file); save the file as UTF-8, "
+        "or set `encoding:` on its dataset entry (e.g. encoding: cp1252)",
+    ),
+    Case(
+        "JSONL line in cp1252, not UTF-8",
+        "d.jsonl",
+        b'{"instruction": "q", "output": "a"}\n{"instruction": "caf\xe9", "output": "a"}\n',
+        ":2",
+        "not valid UTF-8 (byte 0xe9 at column 21, byte 57 of the file); save the file as UTF-8",
+        "not UTF-8",
+    ),
+    Case(
+        "CSV exported from Excel in cp1252",
+        "d.csv",
+        b"instruction,output\nq,a\nq,it\x92s\n",
+        ":3",
+        "not valid UTF-8 (byte 0x92 at column 5, byte 28 of the file); save the file as UTF-8 "
+        "(Excel: CSV UTF-8)",
+    ),
+    Case(
+        "text file in cp1252",
+        "d.txt",
+        b"first\nsecond caf\xe9\n",
+        ":2",
+        "not valid UTF-8 (byte 0xe9 at column 11, byte 17 of the file)",
+        "not UTF-8",
+    ),
+    Case(
+        "columns maps a field to a column the file lacks (auto format)",
+        "d.jsonl",
+        [GOOD_CHAT, {"dialog_turns": GOOD_CHAT["messages"]}],
+        ":2",
+        "columns maps messages to 'dialog', which this record lacks (fields: dialog_turns); "
+        "set columns.messages to one of the record's fields",
+        "missing column",
+        {"columns": {"messages": "dialog"}},
     ),
     Case(
         "JSON array with a trailing comma",
@@ -266,7 +316,9 @@ CASES = [
 def _write(tmp_path: Path, case: Case) -> Path:
     (tmp_path / "img.jpg").write_bytes(b"jpg")
     path = tmp_path / case.file
-    if isinstance(case.content, str):
+    if isinstance(case.content, bytes):
+        path.write_bytes(case.content)
+    elif isinstance(case.content, str):
         path.write_text(case.content, encoding="utf-8")
     else:
         path.write_text("".join(json.dumps(r) + "\n" for r in case.content), encoding="utf-8")

@@ -198,3 +198,70 @@ def test_load_examples_validates_options_up_front(tmp_path: Path) -> None:
         load_examples(path, on_error="ignore")  # type: ignore[arg-type]
     with pytest.raises(DataError, match="format: unknown format 'csv'"):
         load_examples(path, fmt="csv")
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.json", "d.jsonl", "d.txt"])
+def test_encoding_cp1252_reads_excel_exports(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    text = "it’s a café – “quoted”"  # ’ – “ ” are 0x92 0x96 0x93 0x94 in cp1252: not UTF-8
+    if name.endswith(".csv"):
+        body = f'instruction,output\nq,"{text}"\n'
+    elif name.endswith(".json"):
+        body = json.dumps([{"instruction": "q", "output": text}], ensure_ascii=False)
+    elif name.endswith(".jsonl"):
+        body = json.dumps({"instruction": "q", "output": text}, ensure_ascii=False) + "\n"
+    else:
+        body = text + "\n"
+    path.write_bytes(body.encode("cp1252"))
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        load_examples(path)
+    got = [r.data for r in iter_records(path, encoding="cp1252")]
+    want = {"text": text} if name.endswith(".txt") else {"instruction": "q", "output": text}
+    assert got == [want]
+
+
+def test_encoding_utf16_and_unknown_names(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    rows = [{"instruction": "q1", "output": "é"}, {"instruction": "q2", "output": "ü"}]
+    path.write_bytes("".join(json.dumps(r) + "\n" for r in rows).encode("utf-16"))
+    assert [(r.data, r.line) for r in iter_records(path, encoding="utf-16")] == [
+        (rows[0], 1),
+        (rows[1], 2),
+    ]
+    with pytest.raises(DataError) as err:
+        list(iter_records(path, encoding="cp1252x"))
+    assert str(err.value) == (
+        f"{path}: unknown encoding 'cp1252x'; use a Python codec name such as utf-8, cp1252, "
+        "latin-1 or gb18030"
+    )
+
+
+def test_encoding_on_a_dataset_entry_reaches_the_reader(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from tunesmith.config.schema import DataConfig, DatasetConfig
+    from tunesmith.data.engine import load_source
+
+    path = tmp_path / "d.csv"
+    path.write_bytes("instruction,output\nq,it’s\n".encode("cp1252"))
+    cfg = DataConfig(datasets=[DatasetConfig(path=str(path), encoding="cp1252")])
+    examples, report, _ = load_source(cfg.datasets[0], cfg, 0)
+    assert examples[0].messages[1].content == "it’s" and report.rows_read == 1
+    with pytest.raises(ValidationError, match="unknown encoding 'latin-9x'"):
+        DatasetConfig(path=str(path), encoding="latin-9x")
+
+
+def test_cli_names_the_line_of_a_cp1252_csv(
+    tmp_path: Path, tiny_qwen2: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tunesmith.cli import main
+
+    data = tmp_path / "export.csv"
+    data.write_bytes("instruction,output\nq,a\nq,it’s\n".encode("cp1252"))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"model:\n  name: {tiny_qwen2}\ndata:\n  datasets:\n    - path: {data}\n")
+    assert main(["data", "stats", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {data}:3: not valid UTF-8 (byte 0x92 ")
+    assert "set `encoding:` on its dataset entry" in err[0]
+    assert main(["data", "stats", str(cfg), "data.datasets.0.encoding=cp1252"]) == 0

@@ -133,6 +133,26 @@ def _detect(rec: Mapping[str, Any]) -> str:
     )
 
 
+def _detect_mapped(
+    rec: Mapping[str, Any], raw: Mapping[str, Any], columns: Mapping[str, str] | None
+) -> str:
+    """``_detect``, except that a failure caused by ``columns`` naming a column the record lacks
+    says so (the renamed fields alone would only say the format is unknown)."""
+    try:
+        return _detect(rec)
+    except Invalid:
+        missing = [(ours, theirs) for ours, theirs in (columns or {}).items() if theirs not in raw]
+        if not missing:
+            raise
+        ours, theirs = missing[0]
+        raise Invalid(
+            f"columns maps {ours} to {theirs!r}, which this record lacks "
+            f"(fields: {', '.join(sorted(raw)) or 'none'})",
+            f"set columns.{ours} to one of the record's fields",
+            "missing column",
+        ) from None
+
+
 def detect_format(record: Mapping[str, Any], columns: Mapping[str, str] | None = None) -> str:
     """The format name for a record, from its fields (after renaming with ``columns``)."""
     try:
@@ -168,7 +188,11 @@ def convert(
     check_options(fmt, columns, tags)
     rec = apply_columns(record.data, columns)
     try:
-        name = "preference" if ranking else (_detect(rec) if fmt == "auto" else fmt)
+        name = (
+            "preference"
+            if ranking
+            else (_detect_mapped(rec, record.data, columns) if fmt == "auto" else fmt)
+        )
         base = Path(media_dir) if media_dir is not None else Path(record.file).parent
         ctx = Context(name, Tags.from_mapping(tags), base, source, dict(columns or {}))
         return FORMATS[name](rec, ctx)
