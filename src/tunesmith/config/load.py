@@ -62,23 +62,119 @@ def _index(node: list[Any], part: str, path: list[str]) -> int:
     return int(part)
 
 
+RECIPE_DIR = Path(__file__).with_name("recipes")
+"""The shipped recipes (``tunesmith recipes``); ``cli`` resolves a bare recipe name to its file."""
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict, with one-line errors."""
+    """Read a YAML config file into a dict, with one-line errors.
+
+    Refused, naming file and line: bytes that are not UTF-8, invalid YAML, and a key given twice
+    in one mapping (PyYAML would silently keep the last one).
+    """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found; run `tunesmith recipes` to list examples")
+        raise ConfigError(_not_found(p))
+    text = _decode(p, p.read_bytes())
+    loader = yaml.SafeLoader(text)
     try:
-        tree = yaml.safe_load(p.read_text(encoding="utf-8"))
+        node = loader.get_single_node()
+        if node is not None:
+            _refuse_duplicate_keys(p, node)
+        tree = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{p}{line}: invalid YAML ({problem})") from None
+    finally:
+        loader.dispose()
     if tree is None:
         return {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{p}: top level must be a mapping of sections (model, data, ...)")
     return tree
+
+
+def _not_found(p: Path) -> str:
+    """Why ``p`` cannot be read, suggesting a shipped recipe when the name is close to one."""
+    if p.is_dir():
+        return f"{p}: is a directory; give a YAML config file or a recipe name"
+    if p.parent == Path("."):  # a bare name: most likely a mistyped recipe
+        stem = p.name.removesuffix(".yaml").removesuffix(".yml")
+        near = difflib.get_close_matches(stem, sorted(f.stem for f in RECIPE_DIR.glob("*.yaml")))
+        what = (
+            "config file not found" if stem != p.name else "no such config file or shipped recipe"
+        )
+        if near:
+            return f"{p}: {what}; did you mean {near[0]}? (`tunesmith recipes` lists them)"
+        return f"{p}: {what}; `tunesmith recipes` lists the shipped recipes"
+    return f"{p}: config file not found; run `tunesmith recipes` to list examples"
+
+
+def _decode(p: Path, raw: bytes) -> str:
+    """The file's text; bytes that are not UTF-8 are a one-line error with line and offset."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise ConfigError(f"{p}: looks like UTF-16; save the file as UTF-8") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{p}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_duplicate_keys(p: Path, root: yaml.Node) -> None:
+    """Raise on a key given twice in one mapping, naming its dotted path and both lines.
+
+    Keys that come in through ``<<: *anchor`` are not duplicates: overriding them is what the
+    merge key is for.
+    """
+    seen_nodes: set[int] = set()  # aliases repeat nodes; each is checked once
+    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
+    while stack:
+        node, at = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*at, str(i))) for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                if key.tag == _MERGE_TAG or not isinstance(key, yaml.ScalarNode):
+                    continue
+                dotted = ".".join((*at, key.value))
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in first:
+                    raise ConfigError(
+                        f"{p}:{line}: duplicate key {dotted!r} (first at line "
+                        f"{first[key.tag, key.value]}); merge the two into one, or delete one "
+                        "of them"
+                    )
+                first[key.tag, key.value] = line
+                stack.append((value, (*at, key.value)))
+
+
+def check_output_dir(run_dir: str | Path) -> None:
+    """Refuse a run directory that cannot be made because it, or a folder above it, is a file.
+
+    Raises:
+        ConfigError: ``output.dir: PATH is an existing file, ...`` naming the file in the way.
+    """
+    for part in (Path(run_dir), *Path(run_dir).parents):
+        if part.is_dir():
+            return
+        if part.exists() or part.is_symlink():
+            raise ConfigError(
+                f"output.dir: {part} is an existing file, not a directory; "
+                "choose another output.dir (or move the file)"
+            )
 
 
 def load_config(
@@ -95,12 +191,17 @@ def load_config(
     for text in overrides or []:
         parts, value = parse_override(text)
         apply_override(data, parts, value)
+    where = f"{path}: " if path else ""
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
-        where = f"{path}: " if path else ""
         lines = [where + format_error(err) for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
+    try:  # checked against this machine here, so `validate` catches it before any training
+        check_output_dir(cfg.output.run_dir)
+    except ConfigError as exc:
+        raise ConfigError(where + str(exc)) from None
+    return cfg
 
 
 def format_error(err: Any) -> str:

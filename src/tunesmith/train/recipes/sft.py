@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.config.load import dump_config
+from tunesmith.config.load import check_output_dir, dump_config
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
 from tunesmith.train.precision import (
@@ -46,6 +46,7 @@ def prepare_run_dir(cfg: RunConfig, *, resume_step: int | None = None) -> Path:
     When resuming, checkpoints are kept and ``metrics.jsonl`` is cut back to the resumed step.
     """
     run_dir = Path(cfg.output.run_dir)
+    check_output_dir(run_dir)  # again: a file may have appeared there since validation
     if resume_step is not None:
         _truncate_metrics(run_dir / "metrics.jsonl", resume_step)
     elif run_dir.exists() and any(run_dir.iterdir()):
