@@ -11,12 +11,25 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from tunesmith.config.names import FORMAT_NAMES, TEMPLATE_NAMES, closest
 
 
 class Section(BaseModel):
     """Base for every section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def unknown_name(what: str, name: str, choices: tuple[str, ...], fix: str) -> PydanticCustomError:
+    """An error for a name missing from a registry, with the nearest one (no "Value error, ")."""
+    near = closest(name, choices)
+    hint = f"did you mean {near!r}? " if near else ""
+    # The text goes in as context: a template would read braces in it as placeholders.
+    return PydanticCustomError(
+        "unknown_name", "{text}", {"text": f"unknown {what} {name!r}; {hint}{fix}"}
+    )
 
 
 class VisionConfig(Section):
@@ -69,6 +82,14 @@ class ModelConfig(Section):
         None, description="Vision tower, projector and what trains (vlm stages)."
     )
 
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, v: str | None) -> str | None:
+        if v is not None and v not in TEMPLATE_NAMES:
+            fix = f"built-ins: {', '.join(TEMPLATE_NAMES)} (see `tunesmith data templates`)"
+            raise unknown_name("chat template", v, TEMPLATE_NAMES, fix)
+        return v
+
 
 class Identity(Section):
     """Values substituted for ``{{name}}`` / ``{{author}}`` in self-cognition data."""
@@ -119,6 +140,14 @@ class DatasetConfig(Section):
                 raise PydanticCustomError(
                     "encoding", "{text}", {"text": unknown_encoding(v)}
                 ) from None
+        return v
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v != "auto" and v not in FORMAT_NAMES:
+            fix = f"use auto or one of {', '.join(FORMAT_NAMES)}"
+            raise unknown_name("format", v, FORMAT_NAMES, fix)
         return v
 
     @field_validator("loss_weights")
