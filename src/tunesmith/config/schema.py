@@ -8,7 +8,7 @@ them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -331,8 +331,19 @@ class TrainConfig(Section):
     )
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=list,
-        description="Also log metrics to these trackers (through Accelerate; must be installed).",
+        description="Also log metrics to these trackers (through Accelerate; must be installed): "
+        "a list, or one name / comma-separated names (report_to: tensorboard).",
     )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        # `train.report_to=tensorboard` (YAML or override) is a string, as in transformers.
+        if v is None:
+            return []
+        if isinstance(v, str):
+            return [name.strip() for name in v.split(",") if name.strip()]
+        return v
 
 
 class EvalConfig(Section):
