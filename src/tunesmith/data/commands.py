@@ -55,7 +55,8 @@ def _config_path(name: str) -> str:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """Config -> tokenizer -> renderer -> prepared data (the same path training takes)."""
+    """Config -> tokenizer -> renderer -> prepared data (the same path training takes, for every
+    stage: preference and KTO stages get their pairs / labelled examples)."""
     from tunesmith.config.load import load_config
     from tunesmith.data.engine import build_renderer, prepare
     from tunesmith.model.loader import load_tokenizer

@@ -133,11 +133,17 @@ def load_source(
 
 
 def prepare(cfg: DataConfig, renderer: Renderer, *, stage: str = "sft") -> PreparedData:
-    """Run the whole pipeline for a training stage (``sft`` or ``pt``).
+    """Run the whole pipeline for a training stage.
 
+    ``sft`` / ``pt`` here; the preference stages (``dpo``, ``orpo``, ``simpo``, ``kto``) go
+    through ``data.pairs.prepare_pairs``, so every stage's data can be inspected the same way.
     ``cfg.loss_weights`` reaches a renderer built without them (e.g. by a recipe's own builder);
     sources are served from the on-disk cache when ``cfg.cache`` and their fingerprint match.
     """
+    if stage in ("dpo", "orpo", "simpo", "kto"):
+        from tunesmith.data.pairs import prepare_pairs  # pairs imports this module
+
+        return prepare_pairs(cfg, renderer, stage=stage)
     t0 = time.perf_counter()
     if cfg.loss_weights and renderer.options.loss_weights is None:
         renderer.options.loss_weights = dict(cfg.loss_weights)
@@ -269,9 +275,12 @@ def _render_source(
     docs: list[TextDoc] = []
     for ex, where in zip(examples, wheres):
         if isinstance(ex, (PreferencePair, KTOExample)):
+            kind = "preference pairs" if isinstance(ex, PreferencePair) else "KTO examples"
+            stages = "dpo, orpo, simpo or kto" if isinstance(ex, PreferencePair) else "kto"
             raise DataError(
-                f"data.datasets.{index} ({ds.display_name}): preference/KTO data cannot train "
-                f"the {stage!r} stage; use an SFT dataset or a preference stage"
+                f"{where} (data.datasets.{index}, {ds.display_name}): the source holds {kind}, "
+                f"which method.stage {stage!r} cannot train; set method.stage to {stages}, "
+                "or use chat/instruction data for this stage"
             )
         if isinstance(ex, TextDoc):
             if stage != "pt":

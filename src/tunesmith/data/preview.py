@@ -3,6 +3,10 @@
 Two views of the same labels: colour (rich; trained tokens green, weighted spans yellow, the rest
 dim) for terminals, and a plain marker mode for logs and tests, where every run of trained tokens
 is wrapped as ``[[...]]`` and a run with a loss weight other than 1 as ``[[x2:...]]``.
+
+Every stage's samples are shown: SFT/pre-training rows whole; a preference pair as its shared
+prompt then ``[chosen]`` and ``[rejected]`` replies; a KTO example as its prompt then
+``[completion: desirable]`` (or ``undesirable``), each reply with its trained tokens marked.
 """
 
 from __future__ import annotations
@@ -36,6 +40,47 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
 
 def _weight_tag(w: float) -> str:
     return f"x{w:g}:"
+
+
+def _parts(sample: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(heading, labelled tokens)`` to show: the row itself, or a pair's / KTO example's prompt
+    and replies (each reply labelled as it trains)."""
+    if "input_ids" in sample:
+        return [("", dict(sample))]
+    prompt = list(sample["prompt"])
+    parts = [("[prompt]", {"input_ids": prompt, "labels": [IGNORE_INDEX] * len(prompt)})]
+    if "chosen" in sample:
+        sides = [("[chosen]", "chosen"), ("[rejected]", "rejected")]
+    else:
+        label = "desirable" if sample["desirable"] else "undesirable"
+        sides = [(f"[completion: {label}]", "completion")]
+    for heading, side in sides:
+        parts.append((heading, {"input_ids": sample[side], "labels": sample[f"{side}_labels"]}))
+    return parts
+
+
+def title(sample: Mapping[str, Any], index: int) -> str:
+    """``sample 3: 120 tokens, 40 trained`` (or the pair / KTO example's counts)."""
+    if "input_ids" in sample:
+        trained = sum(1 for lab in sample["labels"][1:] if lab != IGNORE_INDEX)
+        return f"sample {index}: {len(sample['input_ids'])} tokens, {trained} trained"
+    prompt = len(sample["prompt"])
+    if "chosen" in sample:
+        c, r = sample["chosen_labels"], sample["rejected_labels"]
+        return (
+            f"pair {index}: prompt {prompt} tokens; chosen {len(c)} ({_n_trained(c)} trained), "
+            f"rejected {len(r)} ({_n_trained(r)} trained)"
+        )
+    label = "desirable" if sample["desirable"] else "undesirable"
+    done = sample["completion_labels"]
+    return (
+        f"example {index} ({label}): prompt {prompt} tokens; completion {len(done)} "
+        f"({_n_trained(done)} trained)"
+    )
+
+
+def _n_trained(labels: Sequence[int]) -> int:
+    return sum(1 for lab in labels if lab != IGNORE_INDEX)
 
 
 def plain(sample: Mapping[str, Any], tokenizer: Any) -> str:
@@ -86,6 +131,28 @@ def histogram(lengths: Sequence[int], max_length: int | None, bins: int = 8) -> 
     return lines
 
 
+def plain_sample(sample: Mapping[str, Any], tokenizer: Any) -> str:
+    """Any stage's sample in the plain marker mode (a pair: prompt, then each reply)."""
+    parts = _parts(sample)
+    if len(parts) == 1:
+        return plain(parts[0][1], tokenizer)
+    return "\n".join(f"{heading}\n{plain(part, tokenizer)}" for heading, part in parts)
+
+
+def coloured_sample(sample: Mapping[str, Any], tokenizer: Any) -> Any:
+    """Any stage's sample as a ``rich.text.Text`` (a pair: prompt, then each reply)."""
+    from rich.text import Text
+
+    parts = _parts(sample)
+    if len(parts) == 1:
+        return coloured(parts[0][1], tokenizer)
+    text = Text()
+    for i, (heading, part) in enumerate(parts):
+        text.append(("\n" if i else "") + heading + "\n", style="bold cyan")
+        text.append_text(coloured(part, tokenizer))
+    return text
+
+
 def preview_text(
     samples: Sequence[Mapping[str, Any]],
     report: DataReport,
@@ -97,12 +164,7 @@ def preview_text(
     """The whole plain preview: ``n`` marked samples, the report and the length histogram."""
     parts = [f"Template: {template_name}. Trained tokens are wrapped as {OPEN}...{CLOSE}.", ""]
     for i, s in enumerate(samples[:n]):
-        trained = sum(1 for lab in s["labels"][1:] if lab != IGNORE_INDEX)
-        parts += [
-            f"--- sample {i + 1}: {len(s['input_ids'])} tokens, {trained} trained ---",
-            plain(s, tokenizer),
-            "",
-        ]
+        parts += [f"--- {title(s, i + 1)} ---", plain_sample(s, tokenizer), ""]
     parts += [report.markdown(), "Token lengths:", *histogram(report.lengths, report.max_length)]
     parts.append(_counts_line(report))
     return "\n".join(parts) + "\n"
@@ -127,9 +189,8 @@ def print_preview(
         "weighted spans in [bold yellow]yellow[/], context [dim]dim[/]."
     )
     for i, s in enumerate(samples[:n]):
-        trained = sum(1 for lab in s["labels"][1:] if lab != IGNORE_INDEX)
-        title = f"sample {i + 1}: {len(s['input_ids'])} tokens, {trained} trained"
-        console.print(Panel(coloured(s, tokenizer), title=title, title_align="left"))
+        panel = Panel(coloured_sample(s, tokenizer), title=title(s, i + 1), title_align="left")
+        console.print(panel)
     console.print(report_table(report))
     for line in report.summary_lines():
         console.print(line, markup=False, highlight=False)

@@ -88,8 +88,13 @@ def test_stages_text_and_preference(tok: Any, tmp_path: Path) -> None:
     pref = write(tmp_path / "p.jsonl", [{"instruction": "q", "chosen": "a", "rejected": "b"}])
     with pytest.raises(DataError) as err:
         run(tok, cfg_for({"path": pref}))
-    assert str(err.value).startswith("data.datasets.0 (")
-    assert "preference/KTO data cannot train the 'sft' stage" in str(err.value)
+    assert str(err.value) == (
+        f"{pref}:1 (data.datasets.0, {pref}): the source holds preference pairs, which "
+        "method.stage 'sft' cannot train; set method.stage to dpo, orpo, simpo or kto, or use "
+        "chat/instruction data for this stage"
+    )
+    pairs = run(tok, cfg_for({"path": pref}), stage="dpo")  # the same entry point serves dpo
+    assert pairs.train[0]["chosen"] and pairs.report.samples == 1
 
 
 def test_config_level_problems_are_one_line_errors(tok: Any, tmp_path: Path) -> None:

@@ -123,3 +123,58 @@ def test_templates_list_and_config_errors(
         assert f"\n{name} " in "\n" + out
     with pytest.raises(TunesmithError, match=r"model\.template: unknown chat template 'llama4'"):
         cli("data", "stats", config, "model.template=llama4")
+
+
+@pytest.mark.parametrize(
+    ("recipe", "unit"), [("dpo-lora", "pair"), ("orpo-lora", "pair"), ("kto-lora", "example")]
+)
+def test_stats_and_preview_on_preference_recipes(
+    recipe: str, unit: str, tiny_qwen2: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert cli("data", "stats", recipe, "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    (ds,) = out["datasets"]
+    assert ds["rows_read"] > 0 and ds["rows_kept"] > 0 and out["trained_tokens"] > 0
+    assert out["samples"] == ds["samples_in_mix"] and ds["val_samples"] > 0
+    assert cli("data", "preview", recipe, "-n", "2", "--plain") == 0
+    text = capsys.readouterr().out
+    assert text.count(f"--- {unit} ") == 2 and "| source | rows read |" in text
+    if unit == "pair":
+        assert text.count("[chosen]\n[[") == 2 and text.count("[rejected]\n[[") == 2
+    else:
+        assert (
+            text.count("[completion: desirable]\n[[") + text.count("[completion: undesirable]\n[[")
+            == 2
+        )
+    assert cli("data", "preview", recipe, "-n", "1") == 0  # colour
+    text = capsys.readouterr().out
+    assert f"{unit} 1" in text and "[[" not in text
+
+
+def test_stats_and_preview_on_shared_dpo_and_kto_demos(
+    tmp_path: Path, tiny_qwen2: Path, shared_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    info = shared_data / "llamafactory" / "dataset_info.json"
+    for name, stage in (("dpo_en_demo", "dpo"), ("kto_en_demo", "kto")):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(
+            f"model:\n  name: {tiny_qwen2}\ndata:\n  datasets:\n    - from_info: {info}\n"
+            f"      name: {name}\n      max_samples: 40\n  max_length: 2048\n  cache: false\n"
+            f"method:\n  stage: {stage}\n",
+            "utf-8",
+        )
+        assert cli("data", "stats", str(cfg), "--json") == 0
+        (ds,) = json.loads(capsys.readouterr().out)["datasets"]
+        assert ds["rows_read"] == 40
+        assert ds["rows_kept"] + ds["rows_skipped"] == 40 and ds["rows_kept"] >= 20
+        assert cli("data", "preview", str(cfg), "-n", "3", "--plain") == 0
+        text = capsys.readouterr().out
+        if stage == "dpo":
+            assert text.count("--- pair ") == 3 and text.count("[rejected]\n[[") == 3
+        else:  # kto_en_demo's labels: both kinds among the first rows shown
+            assert text.count("--- example ") == 3
+            shown = [line for line in text.splitlines() if line.startswith("[completion: ")]
+            assert len(shown) == 3 and {
+                "[completion: desirable]",
+                "[completion: undesirable]",
+            } >= set(shown)
