@@ -9,11 +9,18 @@
 - ``prefs_arith`` / ``prefs_arith_heldout``: preference pairs whose chosen reply is the right
   answer to a small arithmetic question and the rejected one a wrong answer (held-out prompts
   never occur in training); ``kto_arith``: the same prompts as KTO rows (``make_prefs.py``).
+- ``toy-shapes/pretrain``, ``toy-shapes/sft``, ``toy-shapes/heldout``: the coloured-shapes image
+  task of ``tunesmith.data.toy_images`` (the files ``tunesmith data toy-shapes`` writes with its
+  defaults), generated into the cache on first use so the vlm recipes need no step before them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,8 @@ _FILES: dict[str, str] = {
     "prefs_arith_heldout": "prefs_arith_heldout.jsonl",
     "kto_arith": "kto_arith.jsonl",
 }
+_GENERATED: dict[str, tuple[str, ...]] = {"toy-shapes": ("pretrain", "sft", "heldout")}
+"""Data sets written on demand (images are too many files to ship): family -> its JSONL parts."""
 
 
 def builtin_path(name: str) -> Path:
@@ -37,10 +46,43 @@ def builtin_path(name: str) -> Path:
     Raises:
         DataError: ``name`` is not one of the shipped data sets.
     """
-    if name not in _FILES:
-        valid = ", ".join(sorted(_FILES))
-        raise DataError(f"builtin:{name}: unknown built-in data set; choose one of {valid}")
-    return BUILTIN_DIR / _FILES[name]
+    if name in _FILES:
+        return BUILTIN_DIR / _FILES[name]
+    family, _, part = name.partition("/")
+    if part in _GENERATED.get(family, ()):
+        return generated_dir(family) / f"{part}.jsonl"
+    generated = [f"{f}/{p}" for f, parts in _GENERATED.items() for p in parts]
+    valid = ", ".join(sorted([*_FILES, *generated]))
+    raise DataError(f"builtin:{name}: unknown built-in data set; choose one of {valid}")
+
+
+def generated_dir(family: str) -> Path:
+    """The cached folder of a generated data set (``toy-shapes``, drawn by ``toy_images``),
+    written deterministically if missing.
+
+    The folder name carries a digest of the generator's source, so a changed generator writes a
+    new folder instead of serving stale files. Written to a temporary folder and renamed into
+    place: a crash leaves nothing half-written, and processes racing to write it all end with
+    one complete copy.
+    """
+    from tunesmith.data import toy_images
+    from tunesmith.model.tiny import cache_root
+
+    source = Path(toy_images.__file__).read_bytes()
+    final = cache_root() / "datasets" / f"{family}-{hashlib.sha256(source).hexdigest()[:12]}"
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        toy_images.make_toy_shapes(tmp)  # the defaults of `tunesmith data toy-shapes`
+        os.rename(tmp, final)
+    except OSError:
+        if not final.is_dir():  # not a lost race with another process: a real failure
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
