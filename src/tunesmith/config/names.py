@@ -33,6 +33,7 @@ TEMPLATE_NAMES: tuple[str, ...] = (
     "llama3",
     "llama3.1",
     "mistral",
+    "mistral-v3",
     "gemma",
     "gemma2",
     "gemma3",

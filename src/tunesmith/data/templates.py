@@ -113,6 +113,15 @@ _BUILTINS: tuple[ChatTemplate, ...] = (
         bos="<s>",
     ),
     ChatTemplate(
+        name="mistral-v3",
+        jinja=llama.MISTRAL_V3,
+        stop=("</s>",),
+        default_system=None,
+        description="Mistral-7B-Instruct v0.3: [INST] ...[/INST]; system only in a last user turn "
+        "(so not trained)",
+        bos="<s>",
+    ),
+    ChatTemplate(
         name="gemma",
         jinja=gemma_phi.GEMMA,
         stop=("<end_of_turn>", "<eos>"),
@@ -173,7 +182,8 @@ _BUILTINS: tuple[ChatTemplate, ...] = (
         jinja=chatml.YI,
         stop=("<|im_end|>", "<|endoftext|>"),
         default_system=None,
-        description="Yi-chat: ChatML; each user turn opens the assistant turn",
+        description="Yi-1.5-chat: ChatML turns after a bare-text system prompt; each user turn "
+        "opens the assistant turn",
     ),
     ChatTemplate(
         name="vicuna",

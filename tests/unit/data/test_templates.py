@@ -76,6 +76,7 @@ PARITY = [
     Case("llama3", "meta-llama--Meta-Llama-3-8B-Instruct.jinja", "<|begin_of_text|>", "<|eot_id|>"),
     Case("llama3.1", "meta-llama--Llama-3.3-70B-Instruct.jinja", "<|begin_of_text|>", "<|eot_id|>"),
     Case("mistral", "mistralai--Mistral-7B-Instruct-v0.2.jinja", "<s>", "</s>"),
+    Case("mistral-v3", "mistralai--Mistral-7B-Instruct-v0.3.jinja", "<s>", "</s>"),
     Case("gemma", "google--gemma-7b-it.jinja", "<bos>", "<eos>", chats=NO_SYS),
     Case("gemma2", "google--gemma-2-2b-it.jinja", "<bos>", "<eos>", chats=NO_SYS),
     Case("gemma3", "google--gemma-3-4b-it.jinja", "<bos>", "<eos>"),
@@ -84,8 +85,7 @@ PARITY = [
     Case("phi4", "microsoft--phi-4.jinja", "<|endoftext|>", "<|im_end|>"),
     Case("internlm2", "internlm--internlm2-chat-7b.jinja", "<s>", "</s>"),
     Case("deepseek", "deepseek-ai--deepseek-llm-7b-chat.jinja", DS_BOS, DS_EOS),
-    # Yi's upstream template writes a system prompt as bare text; ours wraps it (see below).
-    Case("yi", "01-ai--Yi-1.5-34B-Chat.jinja", "<|startoftext|>", "<|im_end|>", chats=NO_SYS),
+    Case("yi", "01-ai--Yi-1.5-34B-Chat.jinja", "<|startoftext|>", "<|im_end|>"),
     Case("zephyr", "HuggingFaceH4--zephyr-7b-beta.jinja", "<s>", "</s>"),
     Case("chatglm3", "THUDM--chatglm3-6b.jinja", "", "</s>"),
     Case("glm4", "THUDM--glm-4-9b-chat.jinja", "", "<|endoftext|>"),
@@ -260,17 +260,26 @@ def test_glm4_standard_tools_match_official_message_form(chat: str) -> None:
         assert render(ours, glm_form, agp=agp) == expected  # upstream's own form works too
 
 
-# --- documented differences from upstream ------------------------------------------------------
-def test_yi_wraps_the_system_prompt_in_chatml() -> None:
-    # Upstream Yi-1.5 writes the system text bare (no role markers); we use Yi's documented ChatML
-    # system turn. Everything after it is byte-identical to upstream.
-    official = ref("01-ai--Yi-1.5-34B-Chat.jinja")
-    for chat in ("single_sys", "one_turn_sys", "multi_sys", "ends_user"):
-        messages = CHATS[chat]
-        rest = render(official, messages[1:])
-        assert render(official, messages) == SYS["content"] + rest
-        expected = f"<|im_start|>system\n{SYS['content']}<|im_end|>\n" + rest
-        assert render(get_template("yi").jinja, messages) == expected
+# --- behaviour of upstream templates that the built-ins keep -----------------------------------
+def test_yi_writes_the_system_prompt_as_bare_text_like_yi_15() -> None:
+    # Upstream Yi-1.5 writes the system text with no role markers before the first user turn.
+    yi = get_template("yi").jinja
+    assert render(yi, [SYS, U1]) == (
+        "You are a terse assistant.\n<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_mistral_v3_writes_the_system_message_into_the_last_user_turn_only() -> None:
+    # v0.3 (unlike v0.2) has no space before [INST] or [/INST] and moves the system message to
+    # the last user turn; a conversation ending on an assistant turn renders without it.
+    v3 = get_template("mistral-v3").jinja
+    assert render(v3, CHATS["ends_user"]) == (
+        "<s>[INST] What is 2 + 2?[/INST] 4.</s>[INST] You are a terse assistant.\n\n\n"
+        "  And in French? Réponds en français ✓  [/INST]"
+    )
+    assert render(v3, CHATS["multi_sys"]) == render(v3, CHATS["multi"])
+    assert "terse" not in render(v3, CHATS["one_turn_sys"])
 
 
 def test_gemma3_image_and_text_parts_match_official() -> None:
@@ -302,6 +311,8 @@ def test_phi3_keeps_an_empty_system_turn_like_phi3_mini() -> None:
         ("llama2", [U1, U2]),
         ("mistral", [A1]),
         ("mistral", [U1, RESULT_T]),
+        ("mistral-v3", [A1]),
+        ("mistral-v3", [SYS, U1, U2]),
         ("llama3.1", [ASK, calls(CALL_W, CALL_T)]),
     ],
 )
@@ -356,6 +367,7 @@ def test_alpaca_baichuan2_default_exact_text() -> None:
 # fmt: off
 REQUIRED = {
     "chatml", "qwen2.5", "qwen3", "qwen3-nothink", "llama2", "llama3", "llama3.1", "mistral",
+    "mistral-v3",
     "gemma", "gemma2", "gemma3", "phi3", "phi4", "internlm2", "deepseek", "yi", "vicuna", "alpaca",
     "zephyr", "chatglm3", "glm4", "baichuan2", "default",
 }
@@ -401,8 +413,10 @@ def test_two_turns_render_and_each_reply_ends_with_a_stop(name: str) -> None:
 
 def test_prompt_renders_are_prefixes_of_the_full_rendering() -> None:
     # Training finds assistant spans by rendering prefixes: the prompt up to each assistant turn
-    # must be a prefix of the whole conversation. qwen3-nothink breaks this by design: its prompt
-    # pre-fills an empty <think> block that earlier assistant turns lose in the full rendering.
+    # is usually a prefix of the whole conversation. Two break this by design, and the renderer
+    # finds their spans in context: qwen3-nothink's prompt pre-fills an empty <think> block that
+    # earlier assistant turns lose, and mistral-v3 writes the system message into the last user
+    # turn only (test_render.py checks their labels).
     broken = set()
     for name in builtin_template_names():
         template = get_template(name)
@@ -413,7 +427,7 @@ def test_prompt_renders_are_prefixes_of_the_full_rendering() -> None:
                 render(template.jinja, messages[:k], agp=True)
             ):
                 broken.add(name)
-    assert broken == {"qwen3-nothink"}
+    assert broken == {"qwen3-nothink", "mistral-v3"}
 
 
 # --- registry API -------------------------------------------------------------------------------

@@ -159,12 +159,14 @@ QWEN3_NOTHINK = (
     + QWEN3
 )
 
-# Yi (ChatML): every user turn opens the assistant turn itself, so no separate generation prompt.
+# Yi-1.5 (ChatML turns): a leading system message is written as bare text with no role markers,
+# as upstream does; every user turn opens the assistant turn itself (no generation prompt).
 YI = r"""
+{%- if messages[0]['role'] == 'system' %}
+    {{- messages[0]['content'] }}
+{%- endif %}
 {%- for message in messages %}
-    {%- if message['role'] == 'system' and loop.first %}
-        {{- '<|im_start|>system\n' + message['content'] + '<|im_end|>\n' }}
-    {%- elif message['role'] == 'user' %}
+    {%- if message['role'] == 'user' %}
         {{- '<|im_start|>user\n' + message['content'] + '<|im_end|>\n<|im_start|>assistant\n' }}
     {%- elif message['role'] == 'assistant' %}
         {{- message['content'] + '<|im_end|>\n' }}

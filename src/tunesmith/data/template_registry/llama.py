@@ -1,4 +1,4 @@
-"""Llama 2, Llama 3, Llama 3.1 (with tools) and Mistral [INST] templates."""
+"""Llama 2, Llama 3, Llama 3.1 (with tools) and Mistral [INST] templates (v0.1/v0.2 and v0.3)."""
 
 # ruff: noqa: E501  (jinja template lines are kept whole so they read like the templates they are)
 
@@ -141,6 +141,38 @@ MISTRAL = r"""
         {%- endif %}
     {%- elif message['role'] == 'assistant' %}
         {{- ' ' + message['content'] + eos_token }}
+    {%- else %}
+        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
+    {%- endif %}
+{%- endfor %}
+"""
+
+# Mistral-7B-Instruct v0.3 ("v3" tokenizer) without tools: no space before [INST] or [/INST], the
+# answer is trimmed, and the system message goes into the *last* user turn only, so a conversation
+# that ends on an assistant turn renders without it (as upstream does).
+MISTRAL_V3 = r"""
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system = messages[0]['content'] %}
+    {%- set turns = messages[1:] %}
+{%- else %}
+    {%- set system = none %}
+    {%- set turns = messages %}
+{%- endif %}
+{%- for message in turns %}
+    {%- if (message['role'] == 'user') != (loop.index0 is even) %}
+        {{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+{%- endfor %}
+{{- bos_token }}
+{%- for message in turns %}
+    {%- if message['role'] == 'user' %}
+        {%- if loop.last and system is not none %}
+            {{- '[INST] ' + system + '\n\n' + message['content'] + '[/INST]' }}
+        {%- else %}
+            {{- '[INST] ' + message['content'] + '[/INST]' }}
+        {%- endif %}
+    {%- elif message['role'] == 'assistant' %}
+        {{- ' ' + message['content'] | trim + eos_token }}
     {%- else %}
         {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
     {%- endif %}
