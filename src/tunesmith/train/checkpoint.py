@@ -18,6 +18,10 @@ Everything is written into a hidden temporary directory next to it, fsynced, and
 to its final name, so a checkpoint exists under ``step-*`` only once it is complete: a SIGKILL at
 any moment leaves either the previous checkpoints or a ``.tmp-*`` directory that is ignored (and
 removed by the next save). Nothing is written into a checkpoint after the rename.
+
+Before any of a checkpoint is read on resume, its marker must parse and every file must match its
+checksum (``verify_checkpoint``): ``train.resume: auto`` skips damaged ones (a disk error, a torn
+copy, a hand edit) with a notice naming each and why, and resumes from the newest intact one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,9 +211,55 @@ def _step_of(path: Path) -> int | None:
 
 
 def is_complete(path: Path) -> bool:
-    """Whether ``path`` is a checkpoint directory that finished writing."""
+    """Whether ``path`` is a checkpoint directory that finished writing (not yet verified)."""
     path = Path(path)
     return path.is_dir() and (path / COMPLETE).is_file()
+
+
+REQUIRED = (WEIGHTS, OPTIMIZER, SCHEDULER, STATE, "rng-0.pt")
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be resumed from, or None when it is intact.
+
+    Nothing in it is read before its completion marker parses and every file matches the
+    SHA-256 recorded there at save time: a torn, truncated or hand-edited checkpoint is named
+    instead of failing halfway through the load.
+    """
+    path = Path(path)
+    if not path.exists():
+        return "no such directory"
+    if not path.is_dir():
+        return "not a directory"
+    if path.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)):
+        return "an unfinished save (a temporary directory)"
+    if not (path / COMPLETE).is_file():
+        return f"{COMPLETE} is missing (the save did not finish)"
+    try:
+        marker = json.loads((path / COMPLETE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{COMPLETE} is not valid JSON (torn or truncated)"
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict):
+        files = {}
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    if missing := [name for name in REQUIRED if name not in files]:
+        return f"{COMPLETE} lists no checksum for {missing[0]} (edited, or not from tunesmith)"
+    for name, expected in files.items():
+        if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+            return f"{COMPLETE} lists a file outside the checkpoint ({name!r})"
+        target = path / name
+        if not target.is_file():
+            return f"{name} is missing"
+        try:
+            digest = _sha256(target)
+        except OSError as exc:
+            return f"{name} cannot be read ({exc.strerror})"
+        if digest != expected:
+            return f"{name} does not match its checksum (torn, truncated or modified)"
+    return None
 
 
 def _complete_checkpoints(root: Path) -> list[Path]:
@@ -223,25 +274,55 @@ def _complete_checkpoints(root: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def _all_checkpoints(root: Path) -> list[Path]:
+    """Every ``step-*`` directory under ``root`` (finished or not), oldest step first."""
+    if not root.is_dir():
+        return []
+    found = [(step, c) for c in root.iterdir() if (step := _step_of(c)) is not None and c.is_dir()]
+    return [path for _, path in sorted(found)]
+
+
 def find_latest(run_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step in ``run_dir``, or None."""
+    """The complete checkpoint with the highest step in ``run_dir``, or None (not verified)."""
     found = _complete_checkpoints(Path(run_dir) / CHECKPOINT_DIR)
     return found[-1] if found else None
 
 
-def resolve_resume(run_dir: Path, resume: str | bool | None) -> Path | None:
-    """The checkpoint to resume from for a ``train.resume`` value.
+def resolve_resume(
+    run_dir: Path, resume: str | bool | None, *, say: Callable[[str], Any] | None = None
+) -> Path | None:
+    """The verified checkpoint to resume from for a ``train.resume`` value.
 
-    ``"auto"`` (or True) gives the newest complete checkpoint of ``run_dir`` (None when there is
-    none: a fresh start); a path must be a complete checkpoint; False/None never resumes.
+    ``"auto"`` (or True) gives the newest intact checkpoint of ``run_dir``: damaged ones are
+    skipped with a notice through ``say`` naming each and why; with none at all it says the run
+    starts fresh and gives None. A path must be an intact checkpoint; False/None never resumes.
     """
+    say = say or (lambda _: None)
     if resume is None or resume is False:
         return None
     if resume is True or resume == "auto":
-        return find_latest(run_dir)
+        root = Path(run_dir) / CHECKPOINT_DIR
+        candidates = _all_checkpoints(root)
+        skipped: list[tuple[Path, str]] = []
+        for path in reversed(candidates):
+            reason = verify_checkpoint(path)
+            if reason is None:
+                for bad, why in skipped:
+                    say(f"train.resume: skipping {bad}: {why}; resuming from {path} instead")
+                return path
+            skipped.append((path, reason))
+        for bad, why in skipped:
+            say(f"train.resume: skipping {bad}: {why}")
+        if not skipped:
+            say(f"train.resume: no checkpoint in {root}; starting fresh")
+        return None
     path = Path(resume).expanduser()
-    if not is_complete(path) or path.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)):
-        raise ConfigError(f"train.resume: {resume}: not a complete checkpoint")
+    reason = verify_checkpoint(path)
+    if reason is not None:
+        raise ConfigError(
+            f"train.resume: {resume}: {reason}; give an intact checkpoint, or "
+            "train.resume=auto (the newest intact one)"
+        )
     return path
 
 
@@ -250,7 +331,13 @@ def resolve_resume(run_dir: Path, resume: str | bool | None) -> Path | None:
 
 
 def load_checkpoint(
-    path: Path, *, model: Any, optimizer: Any, scheduler: Any, accelerator: Any = None
+    path: Path,
+    *,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    accelerator: Any = None,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and RNG states from ``path``; return its state.
 
@@ -258,15 +345,18 @@ def load_checkpoint(
     random numbers during setup, right before the loop: the RNG states it restores must be the
     ones the loop continues with.
 
+    ``verify=False`` skips the checksums when ``resolve_resume`` has just checked them (they read
+    every byte of the checkpoint).
+
     Raises:
         ConfigError: the checkpoint is incomplete, corrupt, or does not fit the model.
     """
     path = Path(path)
-    if not is_complete(path):
-        raise ConfigError(f"train.resume: {path}: not a complete checkpoint")
+    if verify:
+        reason = verify_checkpoint(path)
+        if reason is not None:
+            raise ConfigError(f"train.resume: {path}: {reason}; resume from an older checkpoint")
     sharded = _sharded(model, accelerator)
-    marker = json.loads((path / COMPLETE).read_text(encoding="utf-8"))
-    _verify(path, marker.get("files", {}))
 
     inner = _unwrap(model, accelerator)
     optim_state = torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True)
@@ -284,16 +374,6 @@ def load_checkpoint(
         rng_file = path / "rng-0.pt"
     _set_rng_state(torch.load(rng_file, weights_only=True))
     return json.loads((path / STATE).read_text(encoding="utf-8"))
-
-
-def _verify(path: Path, files: dict[str, str]) -> None:
-    for name, expected in files.items():
-        target = path / name
-        if not target.is_file() or _sha256(target) != expected:
-            raise ConfigError(
-                f"train.resume: {path}: {name} is missing or corrupt (checksum mismatch); "
-                "resume from an older checkpoint"
-            )
 
 
 def _load_weights(path: Path, model: Any, *, copy: bool = True) -> dict[str, torch.Tensor]:

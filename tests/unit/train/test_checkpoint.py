@@ -433,8 +433,11 @@ def test_resolve_resume(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     with pytest.raises(ConfigError) as err:
         resolve_resume(tmp_path, str(missing))
-    assert str(err.value) == f"train.resume: {missing}: not a complete checkpoint"
-    with pytest.raises(ConfigError, match="not a complete checkpoint"):
+    assert str(err.value) == (
+        f"train.resume: {missing}: no such directory; give an intact checkpoint, or "
+        "train.resume=auto (the newest intact one)"
+    )
+    with pytest.raises(ConfigError, match=r"complete\.json is missing"):
         resolve_resume(tmp_path, str(tmp_path))  # the run dir is not a checkpoint
 
 
@@ -478,7 +481,7 @@ def test_load_is_strict(tmp_path: Path) -> None:
     blob[-20] ^= 0xFF
     (path / "optimizer.pt").write_bytes(bytes(blob))
     model, opt = _tiny_mlp()
-    with pytest.raises(ConfigError, match=r"optimizer\.pt is missing or corrupt") as err:
+    with pytest.raises(ConfigError, match=r"optimizer\.pt does not match its checksum") as err:
         load_checkpoint(path, model=model, optimizer=opt, scheduler=_schedule(opt, 5))
     assert "\n" not in str(err.value)
 
@@ -495,3 +498,65 @@ def test_deepspeed_checkpoints_are_refused_with_the_way_out(tmp_path: Path) -> N
             accelerator=_DeepSpeed(), state={}, keep_last=1,
         )  # fmt: skip
     assert not (tmp_path / CHECKPOINT_DIR).exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged checkpoints (issue 14): verified before any of it is read; auto falls back.
+
+
+def _tear(path: Path) -> None:
+    """Cut a file in half, as a kill or a full disk while copying it would."""
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda c: _tear(c / "complete.json"), "complete.json is not valid JSON"),
+        (lambda c: (c / "state.json").unlink(), "state.json is missing"),
+        (lambda c: _tear(c / "weights.safetensors"), "weights.safetensors does not match"),
+        (lambda c: (c / "complete.json").write_text('{"files": {}}'), "complete.json lists no"),
+    ],
+    ids=["torn-marker", "no-state", "torn-weights", "marker-without-files"],
+)
+def test_auto_resume_skips_a_damaged_checkpoint_with_a_notice(
+    tmp_path: Path, damage: Any, reason: str
+) -> None:
+    good = _save(tmp_path, 2)
+    broken = _save(tmp_path, 4)
+    damage(broken)
+    notes: list[str] = []
+    assert resolve_resume(tmp_path, "auto", say=notes.append) == good
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert str(broken) in notes[0] and reason in notes[0] and str(good) in notes[0]
+
+
+def test_a_damaged_checkpoint_given_by_path_is_a_one_line_error(tmp_path: Path) -> None:
+    path = _save(tmp_path, 3)
+    _tear(path / "complete.json")
+    with pytest.raises(ConfigError) as err:
+        resolve_resume(tmp_path, str(path))
+    message = str(err.value)
+    assert message.startswith(f"train.resume: {path}: complete.json is not valid JSON")
+    assert "train.resume=auto" in message and "\n" not in message
+    model, opt = _tiny_mlp()
+    with pytest.raises(ConfigError, match=r"complete\.json is not valid JSON"):
+        load_checkpoint(path, model=model, optimizer=opt, scheduler=_schedule(opt, 5))
+
+
+def test_every_checkpoint_damaged_resumes_nothing_and_says_why(tmp_path: Path) -> None:
+    for step in (2, 4):
+        (_save(tmp_path, step) / "state.json").unlink()
+    notes: list[str] = []
+    assert resolve_resume(tmp_path, "auto", say=notes.append) is None
+    assert len(notes) == 2 and all("state.json is missing" in n for n in notes)
+    assert "step-00000004" in notes[0] and "step-00000002" in notes[1]  # newest first
+
+
+def test_no_checkpoint_says_the_run_starts_fresh(tmp_path: Path) -> None:
+    notes: list[str] = []
+    assert resolve_resume(tmp_path, "auto", say=notes.append) is None
+    assert notes == [f"train.resume: no checkpoint in {tmp_path / CHECKPOINT_DIR}; starting fresh"]
+    assert resolve_resume(tmp_path, False, say=notes.append) is None
+    assert len(notes) == 1  # resume not asked for: nothing to say
