@@ -19,6 +19,7 @@ from tunesmith.export.merge import export
 from tunesmith.infer.engine import Engine, GenParams
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+HUB = "Qwen/Qwen2.5-0.5B-Instruct"  # never downloaded: only named in config.yaml
 
 
 PROMPT = [
@@ -199,3 +200,169 @@ def test_refuses_a_non_empty_destination(runs: dict[str, Path], tmp_path: Path) 
     with pytest.raises(ConfigError, match="--force"):
         export(str(runs["lora"]), tmp_path / "taken")
     assert (tmp_path / "taken" / "keep.txt").exists()
+
+
+def front_matter(folder: Path) -> dict[str, Any]:
+    text = (folder / "README.md").read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def make_full_run(root: Path, base: Path, name: str) -> Path:
+    """A full fine-tune's run directory (``model/``), trained from ``name`` (config.yaml)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = root / f"run-full-{name.replace('/', '-').replace(':', '-')}"
+    AutoModelForCausalLM.from_pretrained(base).save_pretrained(run / "model")
+    AutoTokenizer.from_pretrained(base).save_pretrained(run / "model")
+    config = {"model": {"name": name}, "method": {"type": "full", "stage": "sft"}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    return run
+
+
+@pytest.mark.parametrize("name", ["builtin:tiny-qwen2", HUB])
+def test_full_run_card_names_what_it_was_tuned_from(
+    name: str, tiny_qwen2: Path, tmp_path: Path
+) -> None:
+    run = make_full_run(tmp_path, tiny_qwen2, name)
+    out = tmp_path / "out"
+    export(str(run), out)
+    meta = front_matter(out)
+    assert meta["library_name"] == "transformers"
+    assert meta["tags"] == ["tunesmith", "full", "sft"]
+    if name == HUB:
+        assert meta["base_model"] == HUB and meta["base_model_relation"] == "finetune"
+    else:  # a built-in is no Hub model: named in the text only
+        assert "base_model" not in meta and "base_model_relation" not in meta
+    text = (out / "README.md").read_text()
+    assert f"Fine-tuned from `{name}`" in text and str(run) not in text
+    assert (out / "Modelfile").read_text().splitlines()[1] == "FROM ."
+
+
+def from_lines(folder: Path) -> list[str]:
+    return [x for x in (folder / "Modelfile").read_text().splitlines() if x.startswith("FROM")]
+
+
+def test_adapter_only_modelfile_names_a_base_ollama_can_open(
+    runs: dict[str, Path], tiny_qwen2: Path, tmp_path: Path
+) -> None:
+    local = export(str(runs["lora"]), tmp_path / "local", adapter_only=True).out
+    assert from_lines(local) == [f"FROM {tiny_qwen2.resolve()}"]  # a local base: its folder
+    assert front_matter(local)["library_name"] == "peft"
+    for base, how in (
+        ("builtin:tiny-qwen2", "tunesmith model tiny --arch qwen2 --out base"),
+        (HUB, f"hf download {HUB} --local-dir base"),
+    ):
+        run = tmp_path / f"run-{len(how)}"
+        run.mkdir()
+        (run / "adapter").symlink_to(runs["lora"] / "adapter")
+        (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": base}}))
+        out = export(str(run), tmp_path / f"out-{len(how)}", adapter_only=True).out
+        text = (out / "Modelfile").read_text()
+        assert from_lines(out) == ["FROM ./base"], text  # never FROM builtin:... or a hub id
+        assert how in text
+        assert "ADAPTER ." in text
+
+
+QUIET = type("Quiet", (), {"print": staticmethod(lambda *a, **k: None)})()
+
+
+@pytest.fixture(scope="module")
+def vlm_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two-step vlm-sft runs (full and LoRA) on the built-in toy shapes, from the tiny LLaVA."""
+    from tunesmith.cli import recipe_dir
+    from tunesmith.config.load import load_config
+    from tunesmith.train.recipes import vlm
+
+    root = tmp_path_factory.mktemp("vlm-runs")
+    out = {}
+    for kind in ("full", "lora"):
+        cfg = load_config(
+            recipe_dir() / "vlm-sft.yaml",
+            [
+                "model.name=builtin:tiny-llava",
+                "data.datasets.0.path=builtin:toy-shapes/sft",
+                f"method.type={kind}",
+                "method.lora.rank=8",
+                "train.max_steps=2",
+                "train.batch_size=4",
+                "train.lr=1e-2",  # big steps: the adapter must visibly change the logits
+                "train.threads=1",
+                f"output.dir={root / kind}",
+            ],
+        )
+        out[kind] = vlm.run(cfg, console=QUIET, show_progress=False)
+    return out
+
+
+def toy_inputs(processor: Any) -> dict[str, Any]:
+    """Stock processor inputs for a held-out toy image (no tunesmith code involved)."""
+    from PIL import Image
+
+    from tunesmith.data.builtin import builtin_path
+
+    image = Image.open(builtin_path("toy-shapes/heldout").parent / "images/heldout-0000.png")
+    messages = [{"role": "user", "content": "<image>What colour is the shape?"}]  # as trained
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    return processor(text=prompt, images=[image.convert("RGB")], return_tensors="pt")
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_vlm_export_reloads_in_stock_transformers(
+    kind: str, vlm_runs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from tunesmith.cli import main
+
+    run = vlm_runs[kind]
+    out = tmp_path / "exported"
+    assert main(["export", str(run.run_dir), "--out", str(out)]) == 0
+    assert "ollama" not in capsys.readouterr().out
+    processor = AutoProcessor.from_pretrained(out)
+    reloaded = AutoModelForImageTextToText.from_pretrained(out)
+    assert type(reloaded).__name__ == "LlavaForConditionalGeneration"
+    inputs = toy_inputs(processor)
+    assert inputs["pixel_values"].shape[0] == 1
+    with torch.no_grad():
+        got = reloaded.eval()(**inputs).logits
+        want = run.model.eval()(**inputs).logits
+    if kind == "full":
+        assert torch.equal(got, want)
+    else:  # the adapter folded into the weights: equal up to float rounding
+        from tunesmith.model.tiny import resolve_builtin
+
+        base = AutoModelForImageTextToText.from_pretrained(resolve_builtin("builtin:tiny-llava"))
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(got, base.eval()(**inputs).logits, atol=1e-3)
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "processor_config.json", "generation_config.json"} <= names
+    assert "Modelfile" not in names  # Ollama cannot import LLaVA safetensors
+    meta = front_matter(out)
+    assert meta["pipeline_tag"] == "image-text-to-text"
+    assert meta["library_name"] == "transformers" and "base_model" not in meta
+    assert meta["tags"] == ["tunesmith", kind, "vlm_sft"]
+    assert "AutoModelForImageTextToText" in (out / "README.md").read_text()
+
+
+def test_vlm_card_code_runs_in_plain_transformers(vlm_runs: dict[str, Any], tmp_path: Path) -> None:
+    import re
+
+    from tunesmith.data.builtin import builtin_path
+
+    out = export(str(vlm_runs["full"].run_dir), tmp_path / "exported").out
+    code = re.search(r"```python\n(.*?)```", (out / "README.md").read_text(), re.S)
+    assert code is not None
+    image = builtin_path("toy-shapes/heldout").parent / "images/heldout-0000.png"
+    script = code.group(1).replace("PATH", repr(str(out))).replace('"photo.png"', repr(str(image)))
+    script += "import sys; assert not any(m.startswith('tunesmith') for m in sys.modules)\n"
+    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,10 +1,22 @@
-"""A short model card (``README.md``) from what the run directory recorded."""
+"""Model cards (``README.md``): for an exported folder, with Hub metadata, and for a run directory.
+
+Metadata follows the Hub's conventions: ``base_model`` is the Hub id of the model the weights
+were tuned from (a built-in or local base is no Hub model, so it is named in the text instead),
+``base_model_relation`` is ``adapter`` for an adapter and ``finetune`` for full weights,
+``library_name`` is ``peft`` only for an adapter, and the tags name the method and the stage.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -31,20 +43,108 @@ def _last_val_loss(path: Path) -> float | None:
     return value
 
 
-def method_line(run_config: dict[str, Any], merged: bool) -> str:
-    """One line describing how the weights were tuned."""
+def hub_id(name: str | None, *, root: Path | None = None) -> str | None:
+    """``name`` when it can only be a Hub model id, else ``None``.
+
+    A Hub id looks like ``owner/name``; ``builtin:...`` and paths that exist here or under
+    ``root`` (the folder the run was trained from, where its relative paths point) are local.
+    """
+    if not name or not _HUB_ID.match(name):
+        return None
+    if any((folder / name).exists() for folder in (Path.cwd(), root) if folder is not None):
+        return None
+    return name
+
+
+def training_root(run_dir: Path | None, run_config: dict[str, Any] | None) -> Path | None:
+    """The folder a run was trained from: its run directory less the relative ``output`` path."""
+    if run_dir is None or not run_config:
+        return None
+    out = run_config.get("output") or {}
+    rel = Path(out.get("dir") or f"runs/{out.get('name', 'run')}")
+    here = run_dir.resolve()
+    n = len(rel.parts)
+    if rel.is_absolute() or ".." in rel.parts or n >= len(here.parts):
+        return None
+    if here.parts[-n:] != rel.parts:  # moved since training: its relative paths are lost
+        return None
+    return here.parents[n - 1]
+
+
+def base_names(run_config: dict[str, Any] | None, base: str) -> list[str]:
+    """What the weights were tuned from: the config's ``model.name`` (plus a composed vision
+    tower), or ``base`` without a run config."""
+    model = (run_config or {}).get("model") or {}
+    names = [str(model.get("name") or base)]
+    tower = (model.get("vision") or {}).get("tower")
+    return [*names, str(tower)] if tower else names
+
+
+def _stage_kind(run_config: dict[str, Any]) -> tuple[str, str]:
     method = run_config.get("method") or {}
-    kind = method.get("type", "unknown")
-    stage = method.get("stage", "sft")
-    if kind != "lora":
+    return method.get("stage", "sft"), method.get("type", "lora")
+
+
+def method_line(run_config: dict[str, Any], merged: bool | None) -> str:
+    """One line describing how the weights were tuned (``merged``: ``None`` says nothing of it)."""
+    stage, kind = _stage_kind(run_config)
+    if stage == "vlm_pretrain":  # the stage trains the projector whatever method.type says
+        return f"projector only ({stage})"
+    if kind not in ("lora", "qlora"):
         return f"{kind} fine-tuning ({stage})"
-    lora = method.get("lora") or {}
-    name = "DoRA" if lora.get("use_dora") else "LoRA"
+    lora = (run_config.get("method") or {}).get("lora") or {}
+    name = "DoRA" if lora.get("use_dora") else "QLoRA" if kind == "qlora" else "LoRA"
     desc = (
         f"{name} rank {lora.get('rank')}, alpha {lora.get('alpha')}, targets {lora.get('targets')}"
     )
+    if merged is None:
+        return f"{desc} ({stage})"
     how = "merged into the base weights" if merged else "adapter only"
     return f"{desc} ({stage}); {how}"
+
+
+def method_tags(run_config: dict[str, Any]) -> list[str]:
+    """Tags: ``tunesmith``, the method (``lora`` [+ ``dora``/``qlora``], ``full``, ``freeze``)
+    and the stage."""
+    stage, kind = _stage_kind(run_config)
+    lora = (run_config.get("method") or {}).get("lora") or {}
+    if stage == "vlm_pretrain":
+        kinds = ["full"]  # full weights come out (the projector's trained, the rest as loaded)
+    elif kind in ("lora", "qlora"):
+        kinds = ["lora", *(["dora"] if lora.get("use_dora") else [])]
+        kinds += ["qlora"] if kind == "qlora" else []
+    else:
+        kinds = [kind]
+    return ["tunesmith", *kinds, stage]
+
+
+def card_metadata(
+    bases: list[str],
+    run_config: dict[str, Any] | None,
+    *,
+    adapter_only: bool,
+    vision: bool,
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """The YAML front matter as a dict (see the module docstring)."""
+    meta: dict[str, Any] = {}
+    hub = [h for h in (hub_id(b, root=root) for b in bases) if h]
+    if hub:
+        meta["base_model"] = hub[0] if len(hub) == 1 else hub
+        meta["base_model_relation"] = "adapter" if adapter_only else "finetune"
+    meta["library_name"] = "peft" if adapter_only else "transformers"
+    meta["pipeline_tag"] = "image-text-to-text" if vision else "text-generation"
+    meta["tags"] = method_tags(run_config) if run_config else ["tunesmith"]
+    return meta
+
+
+def describe_base(name: str, root: Path | None = None) -> str:
+    """``name`` in backticks, saying what it is when it is no Hub model."""
+    if name.startswith("builtin:"):
+        return f"`{name}` (a tunesmith built-in model)"
+    if hub_id(name, root=root) is None:
+        return f"`{name}` (a local model)"
+    return f"`{name}`"
 
 
 def data_rows(run_config: dict[str, Any]) -> list[str]:
@@ -55,6 +155,17 @@ def data_rows(run_config: dict[str, Any]) -> list[str]:
         amount = d.get("samples") or (f"weight {d['weight']}" if d.get("weight") else "all")
         rows.append(f"| {source} | {d.get('format', 'auto')} | {amount} |")
     return rows
+
+
+def _data_section(run_config: dict[str, Any]) -> list[str]:
+    rows = data_rows(run_config)
+    if not rows:
+        return []
+    lines = ["## Data", "", "| source | format | samples |", "|---|---|---|", *rows, ""]
+    system = (run_config.get("data") or {}).get("system")
+    if system:
+        lines += [f"System prompt used in training: `{system}`", ""]
+    return lines
 
 
 def metric_lines(run_dir: Path | None) -> list[str]:
@@ -69,6 +180,8 @@ def metric_lines(run_dir: Path | None) -> list[str]:
             f"{summary.get('last_loss', float('nan')):.4f} over {summary.get('steps')} steps "
             f"({summary.get('seconds')} s)"
         )
+        if summary.get("interrupted"):
+            out.append("- interrupted before the planned end of training")
     val = _last_val_loss(run_dir / "metrics.jsonl")
     if val is not None:
         out.append(f"- final validation loss {val:.4f}")
@@ -82,55 +195,156 @@ def metric_lines(run_dir: Path | None) -> list[str]:
     return out
 
 
+def _usage(vision: bool, adapter_only: bool) -> list[str]:
+    if vision:
+        load = (
+            [
+                "from peft import PeftModel",
+                "model = PeftModel.from_pretrained(",
+                "    AutoModelForImageTextToText.from_pretrained(BASE), PATH)  # BASE: see above",
+            ]
+            if adapter_only
+            else ["model = AutoModelForImageTextToText.from_pretrained(PATH)"]
+        )
+        return [
+            "```python",
+            "from PIL import Image",
+            "from transformers import AutoModelForImageTextToText, AutoProcessor",
+            "processor = AutoProcessor.from_pretrained(PATH)",
+            *load,
+            "# One <image> in the text per image, as in training",
+            'messages = [{"role": "user", "content": "<image>Describe the picture."}]',
+            "prompt = processor.apply_chat_template(messages, add_generation_prompt=True)",
+            'image = Image.open("photo.png").convert("RGB")',
+            'inputs = processor(text=prompt, images=[image], return_tensors="pt")',
+            "out = model.generate(**inputs, max_new_tokens=64)",
+            'print(processor.decode(out[0, inputs["input_ids"].shape[1]:], '
+            "skip_special_tokens=True))",
+            "```",
+        ]
+    load = (
+        [
+            "from peft import AutoPeftModelForCausalLM",
+            "model = AutoPeftModelForCausalLM.from_pretrained(PATH)  # + the base it names",
+        ]
+        if adapter_only
+        else ["model = AutoModelForCausalLM.from_pretrained(PATH)"]
+    )
+    return [
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "tok = AutoTokenizer.from_pretrained(PATH)",
+        *load,
+        'inputs = tok.apply_chat_template([{"role": "user", "content": "Who are you?"}],',
+        '                                 add_generation_prompt=True, return_tensors="pt")',
+        "out = model.generate(**inputs, max_new_tokens=64)",
+        'print(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))',
+        "```",
+    ]
+
+
 def model_card(
     *,
     name: str,
     base: str,
     run_config: dict[str, Any] | None,
     run_dir: Path | None,
-    merged: bool,
+    adapter_only: bool,
     dtype: str,
+    vision: bool = False,
+    ollama: bool = True,
 ) -> str:
-    """The README.md text."""
+    """The README.md text of an exported folder.
+
+    Args:
+        base: the model tuned from when there is no run config (else its ``model.name``).
+        adapter_only: the folder holds a peft adapter, not full weights.
+        vision: an image-text model (pipeline, usage code).
+        ollama: the folder has a ``Modelfile``.
+    """
     cfg = run_config or {}
+    root = training_root(run_dir, run_config)
+    bases = base_names(run_config, base)
+    meta = card_metadata(bases, run_config, adapter_only=adapter_only, vision=vision, root=root)
+    how = method_line(cfg, merged=not adapter_only) if cfg else "exported model"
+    tower = f" with the vision tower {describe_base(bases[1], root)}" if len(bases) > 1 else ""
     lines = [
         "---",
-        f"base_model: {json.dumps(base)}",
-        "library_name: transformers" if merged else "library_name: peft",
-        "pipeline_tag: text-generation",
-        "tags: [tunesmith]",
+        yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip("\n"),
         "---",
         "",
         f"# {name}",
         "",
-        f"Fine-tuned from `{base}` with tunesmith: "
-        f"{method_line(cfg, merged) if cfg else 'exported model'}. Weights: {dtype}.",
+        f"Fine-tuned from {describe_base(bases[0], root)}{tower} with tunesmith: {how}. "
+        f"Weights: {dtype}.",
         "",
+        *_data_section(cfg),
     ]
-    rows = data_rows(cfg)
-    if rows:
-        lines += ["## Data", "", "| source | format | samples |", "|---|---|---|", *rows, ""]
-        system = (cfg.get("data") or {}).get("system")
-        if system:
-            lines += [f"System prompt used in training: `{system}`", ""]
     metrics = metric_lines(run_dir)
     if metrics:
         lines += ["## Results", "", *metrics, ""]
+    lines += ["## Use", "", *_usage(vision, adapter_only), ""]
+    notes = ["The generation config stops at the chat template's end-of-turn token."]
+    if ollama:
+        notes.append("For Ollama: `ollama create NAME -f Modelfile` in this folder.")
+    elif vision:
+        notes.append(
+            "No Ollama Modelfile: Ollama does not import LLaVA models from safetensors "
+            "(it needs GGUF weights plus a projector file)."
+        )
+    lines += [" ".join(notes), ""]
+    return "\n".join(lines)
+
+
+def run_card(run_dir: str | Path) -> str:
+    """The README.md of a run directory: what was trained, from what, on what, how it went."""
+    run = Path(run_dir)
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+    out = cfg.get("output") or {}
+    shown = shlex.quote(str(out.get("dir") or f"runs/{out.get('name', 'run')}"))
+    stage, _ = _stage_kind(cfg)
+    vision = stage.startswith("vlm_")
+    root = training_root(run, cfg)
+    bases = base_names(cfg, "unknown")
+    tower = f" with the vision tower {describe_base(bases[1], root)}" if len(bases) > 1 else ""
+    tokenizer = "processor" if vision else "tokenizer"
+    if (run / "adapter").is_dir():
+        weights = f"`adapter/` holds the LoRA adapter (and the {tokenizer}) over that base"
+    else:
+        weights = f"`model/` holds the full weights (and the {tokenizer})"
+    lines = [
+        f"# {run.resolve().name}",
+        "",
+        f"Trained with tunesmith from {describe_base(bases[0], root)}{tower}: "
+        f"{method_line(cfg, merged=None)}. {weights}.",
+        "",
+        *_data_section(cfg),
+    ]
+    metrics = metric_lines(run)
+    if metrics:
+        lines += ["## Results", "", *metrics, ""]
+    image = " --image photo.png" if vision else ""
     lines += [
         "## Use",
         "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "tok = AutoTokenizer.from_pretrained(PATH)",
-        "model = AutoModelForCausalLM.from_pretrained(PATH)",
-        'inputs = tok.apply_chat_template([{"role": "user", "content": "Who are you?"}],',
-        '                                 add_generation_prompt=True, return_tensors="pt")',
-        "out = model.generate(**inputs, max_new_tokens=64)",
-        'print(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))',
+        "```sh",
+        f"tunesmith chat {shown}{image}",
+        f"tunesmith export {shown} --out exported/{run.resolve().name}   # a Hugging Face folder",
+        f"tunesmith serve {shown}   # an OpenAI-compatible server",
+        *([f"tunesmith eval identity {shown}"] if (cfg.get("data") or {}).get("identity") else []),
         "```",
         "",
-        "The generation config stops at the chat template's end-of-turn token. "
-        "For Ollama: `ollama create NAME -f Modelfile` in this folder.",
+        "`config.yaml` is the resolved config; `data_report.md` the data mix as trained; "
+        "`metrics.jsonl` and `loss.png` the losses.",
         "",
     ]
     return "\n".join(lines)
+
+
+def write_run_card(run_dir: str | Path) -> Path | None:
+    """Write ``README.md`` into a finished run directory (``None``: no ``config.yaml``, no run)."""
+    if not (Path(run_dir) / "config.yaml").is_file():
+        return None
+    path = Path(run_dir) / "README.md"
+    path.write_text(run_card(run_dir), encoding="utf-8")
+    return path

@@ -2,7 +2,10 @@
 
 The folder holds sharded safetensors, ``config.json``, a generation config that stops at the
 template's end-of-turn tokens, the tokenizer with the training chat template, a short model card
-(``README.md``) and an Ollama ``Modelfile``. It loads with plain ``transformers``.
+(``README.md``) and an Ollama ``Modelfile``. It loads with plain ``transformers``. A
+vision-language (LLaVA) run exports the same way with its processor instead of a tokenizer
+(``AutoModelForImageTextToText`` + ``AutoProcessor``), and without a Modelfile: Ollama does not
+import LLaVA safetensors.
 """
 
 from __future__ import annotations
@@ -85,8 +88,10 @@ def export(
         force: replace a non-empty ``out``.
     """
     from tunesmith.export.rundir import locate
+    from tunesmith.infer.vision import is_vlm_target
 
     where = locate(run_or_model, adapter)
+    vision = is_vlm_target(run_or_model, adapter)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise ConfigError(f"--out {out}: folder is not empty; pass --force to replace it")
@@ -103,9 +108,22 @@ def export(
             assert where.adapter is not None
             merged, model, tokenizer = False, None, _tokenizer(where)
             shutil.copytree(where.adapter, tmp, dirs_exist_ok=True)
+        elif vision:
+            merged, model, tokenizer = _merge_and_save_vlm(
+                run_or_model, where, tmp, dtype, max_shard_size
+            )
         else:
             merged, model, tokenizer = _merge_and_save(where, tmp, dtype, max_shard_size)
-        _write_extras(tmp, where, run_dir, model, tokenizer, merged=merged, dtype=dtype)
+        _write_extras(
+            tmp,
+            where,
+            run_dir,
+            model,
+            tokenizer,
+            adapter_only=adapter_only,
+            dtype=dtype,
+            vision=vision,
+        )
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -151,6 +169,29 @@ def _merge_and_save(where: Any, tmp: Path, dtype: str | None, shard: str | int) 
     return bool(where.adapter), model, tokenizer
 
 
+def _merge_and_save_vlm(
+    run_or_model: str, where: Any, tmp: Path, dtype: str | None, shard: str | int
+) -> Any:
+    """Merge a LLaVA run (or base + adapter) in float32 and save it with its processor."""
+    import torch
+
+    from tunesmith.infer.vision import load_vlm_model
+
+    model, processor = load_vlm_model(
+        run_or_model,
+        adapter=where.adapter if where.run_config is None else None,
+        dtype="float32",
+        device="cpu",
+    )
+    if dtype is not None:
+        model = model.to(getattr(torch, dtype))
+    model.config.use_cache = True
+    model.config.text_config.use_cache = True
+    model.save_pretrained(tmp, max_shard_size=shard)
+    processor.save_pretrained(tmp)  # tokenizer, image processor and the training chat template
+    return bool(where.adapter), model, processor.tokenizer
+
+
 def _write_extras(
     tmp: Path,
     where: Any,
@@ -158,12 +199,13 @@ def _write_extras(
     model: Any,
     tokenizer: Any,
     *,
-    merged: bool,
+    adapter_only: bool,
     dtype: str | None,
+    vision: bool,
 ) -> None:
-    """Generation config, model card and Modelfile."""
-    from tunesmith.export.card import model_card
-    from tunesmith.export.modelfile import modelfile
+    """Generation config, model card and (for text models) the Ollama Modelfile."""
+    from tunesmith.export.card import base_names, model_card, training_root
+    from tunesmith.export.modelfile import adapter_base, modelfile
     from tunesmith.export.rundir import stop_token_ids
 
     if model is not None:
@@ -185,16 +227,23 @@ def _write_extras(
     card = model_card(
         name=name,
         base=where.base,
-        run_config=cfg,
+        run_config=where.run_config,
         run_dir=run_dir,
-        merged=merged,
+        adapter_only=adapter_only,
         dtype=dtype or weights,
+        vision=vision,
+        ollama=not vision,
     )
     (tmp / "README.md").write_text(card, encoding="utf-8")
+    if vision:
+        return
     system = (cfg.get("data") or {}).get("system")
     stop_text = [t for t in tokenizer.convert_ids_to_tokens(stops) if t]
-    source = "." if model is not None else where.base
-    text = modelfile(tokenizer, stop_text, source=source, system=system)
-    if model is None:
+    source, notes = ".", []
+    if adapter_only:  # FROM is the base, which Ollama must be able to open
+        base = base_names(where.run_config, where.base)[0]
+        source, notes = adapter_base(base, training_root(run_dir, where.run_config))
+    text = modelfile(tokenizer, stop_text, source=source, system=system, notes=notes)
+    if adapter_only:
         text += "ADAPTER .\n"
     (tmp / "Modelfile").write_text(text, encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 _SYS, _U1, _A1, _U2, _A2 = "QZXsys0", "QZXusr1", "QZXast1", "QZXusr2", "QZXast2"
@@ -133,12 +134,47 @@ def go_template(pieces: TurnPieces) -> str:
     )
 
 
+def adapter_base(base: str, root: Path | None = None) -> tuple[str, list[str]]:
+    """``(FROM value, comment lines)`` for an adapter-only folder trained over ``base``.
+
+    Ollama's ``FROM`` takes a folder of weights or an Ollama model name, never a ``builtin:`` name
+    or a Hub id: a local base is named by its absolute path; otherwise ``FROM ./base`` with a
+    comment saying how to put the base there.
+    """
+    from tunesmith.export.card import hub_id
+
+    path = Path(base).expanduser()
+    for folder in (Path.cwd(), root):
+        if not base.startswith("builtin:") and folder is not None and (folder / path).is_dir():
+            return str((folder / path).resolve()), []
+    if base.startswith("builtin:tiny-"):
+        arch = base.removeprefix("builtin:tiny-")
+        how = f"write it with `tunesmith model tiny --arch {arch} --out base` in this folder"
+    elif hub_id(base, root=root):
+        how = f"download it with `hf download {base} --local-dir base` in this folder"
+    else:
+        how = "copy its folder (config.json + safetensors) to ./base"
+    return "./base", [
+        f"# FROM must be the base the adapter was trained on, {base}: {how},",
+        "# or replace ./base with an Ollama model of the same base weights.",
+    ]
+
+
 def modelfile(
-    tokenizer: Any, stop_tokens: list[str], *, source: str = ".", system: str | None = None
+    tokenizer: Any,
+    stop_tokens: list[str],
+    *,
+    source: str = ".",
+    system: str | None = None,
+    notes: list[str] | None = None,
 ) -> str:
-    """The ``Modelfile`` text: ``FROM``, ``TEMPLATE``, stop parameters and the system prompt."""
+    """The ``Modelfile`` text: ``FROM``, ``TEMPLATE``, stop parameters and the system prompt.
+
+    ``notes``: comment lines put just above ``FROM`` (what to fill in).
+    """
     lines = [
         "# Ollama: ollama create NAME -f Modelfile   (run from this folder)",
+        *(notes or []),
         f"FROM {source}",
         f'TEMPLATE """{go_template(probe_pieces(tokenizer))}"""',
     ]

@@ -135,7 +135,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     what = "merged model" if result.merged else "adapter" if opts.adapter_only else "model"
     print(f"wrote {what} to {result.out}: {', '.join(result.files)}")
-    print(f"try: tunesmith chat {result.out}   |   ollama create NAME -f {result.out}/Modelfile")
+    modelfile = "Modelfile" in result.files  # none for vision models
+    ollama = f"   |   ollama create NAME -f {result.out}/Modelfile" if modelfile else ""
+    print(f"try: tunesmith chat {result.out}{ollama}")
     return 0
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from tunesmith.export.modelfile import (
     TurnPieces,
+    adapter_base,
     go_template,
     modelfile,
     probe_pieces,
@@ -107,3 +108,17 @@ def test_modelfile_has_from_template_stops_and_system(tok: Any) -> None:
     assert 'PARAMETER stop "<|im_end|>"' in lines
     assert 'PARAMETER stop "\\"q\\""' in lines
     assert lines[-1] == 'SYSTEM """You are Nova."""'
+
+
+def test_adapter_base_is_a_folder_ollama_can_open(tmp_path: Path) -> None:
+    (tmp_path / "models" / "base").mkdir(parents=True)
+    assert adapter_base(str(tmp_path / "models" / "base")) == (str(tmp_path / "models/base"), [])
+    assert adapter_base("models/base", root=tmp_path) == (str(tmp_path / "models/base"), [])
+    for base, how in (
+        ("builtin:tiny-llama", "`tunesmith model tiny --arch llama --out base`"),
+        ("Qwen/Qwen2.5-0.5B", "`hf download Qwen/Qwen2.5-0.5B --local-dir base`"),
+        ("./gone", "copy its folder"),
+    ):
+        source, notes = adapter_base(base, root=tmp_path)
+        assert source == "./base" and base in notes[0] and how in notes[0]
+        assert all(n.startswith("# ") for n in notes)
