@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tunesmith.cli import main, recipe_list
 
@@ -28,4 +29,14 @@ def test_shipped_recipe_trains_as_copied(
     run = work / "runs" / name
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["steps"] == 2 and summary["last_loss"] == summary["last_loss"]  # not NaN
-    assert (run / "adapter").is_dir() or (run / "model").is_dir()
+    weights = "adapter" if (run / "adapter").is_dir() else "model"
+    assert (run / weights).is_dir()
+    # The run's own short model card: what, from what, on what, how it went, what next.
+    card = (run / "README.md").read_text()
+    cfg = yaml.safe_load(config.read_text())
+    assert card.startswith(f"# {name}\n")
+    assert f"`{cfg['model']['name']}`" in card and f"`{weights}/`" in card
+    assert f"({cfg['method'].get('stage', 'sft')})" in card
+    assert all(f"| {d['path']} |" in card for d in cfg["data"]["datasets"])
+    assert f"{summary['last_loss']:.4f} over 2 steps" in card
+    assert f"tunesmith chat runs/{name}" in card and f"tunesmith export runs/{name} --out" in card

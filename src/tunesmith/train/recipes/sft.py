@@ -474,4 +474,7 @@ def save_result(
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
+    from tunesmith.export.card import write_run_card
+
+    write_run_card(run_dir)  # the run's README.md: what was trained, how it went, what next
     return target
