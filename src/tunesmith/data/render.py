@@ -2,21 +2,33 @@
 
 Assistant spans come from the rendering itself: ``{% generation %}`` markers where the template has
 them, otherwise prefix rendering (turn *i* starts where the turns ``< i`` plus the generation
-prompt end, and ends at its end-of-turn string in the rendering of turns ``<= i``; where a template
-renders history unlike a final turn, as Qwen3 does, the turn's content is found in context). A turn
-ended by the next role token (GLM) takes that token; a final turn with no end string gets the first
-stop string appended, so the model always learns to stop. The whole text is tokenised at once (in
-batches) and characters map to tokens through offsets. Every span is **verified**: the prompt
-renders as a prefix of the conversation, the span holds the assistant content (and its tool calls)
-and ends with an end-of-turn string, and the trained tokens decode back to it. A failure raises a
-one-line ``DataError`` naming the sample and the template; nothing is ever masked silently.
-Unusable samples raise ``SkipSample`` with a reason the engine counts. Span loss weights:
+prompt end; where a template renders history unlike a final turn, as Qwen3 does, the turn's content
+is found in context). A span ends at the **first** end-of-turn string after the turn's content, so
+Phi-3's ``<|end|>`` is trained and the ``<|endoftext|>`` its template writes after the last turn is
+not. A turn ended by the next role token (GLM) takes that token; a final turn with no end string
+gets the first stop string appended, so the model always learns to stop.
+
+Templates whose rendering of earlier turns depends on what follows (Mistral v0.3 writes the system
+message only into the *last* user turn) have no prompt that is a prefix of the conversation. The
+whole conversation's rendering is what is trained, so each turn is found in it: its content where
+two renderings with stand-in contents differ, its start where the tail of its generation prompt
+matches just before. The training context of such a turn then differs from the prompt chat and
+serve build for it (for Mistral v0.3 a sample ending on an answer has no system message at all);
+``Renderer.notes`` records that and it is warned once.
+
+The whole text is tokenised at once (in batches) and characters map to tokens through offsets.
+Every span is **verified**: the prompt renders as a prefix of the conversation (or the turn is
+found in context as above), the span holds the assistant content (and its tool calls) followed by
+nothing but whitespace and one end-of-turn string, and the trained tokens decode back to it. A
+failure raises a one-line ``DataError`` naming the sample and the template; nothing is ever masked
+silently. Unusable samples raise ``SkipSample`` with a reason the engine counts. Span loss weights:
 ``spans.marker_weights``.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +39,10 @@ from tunesmith.data.spans import (
     check_span,
     check_tool_support,
     common_prefix,
+    common_suffix,
     drop_exchange,
     exchanges,
+    first_stop,
     marker_weights,
     template_kwargs,
     to_template_dict,
@@ -40,6 +54,10 @@ from tunesmith.errors import DataError
 IGNORE_INDEX = -100
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 _SHOW = 60  # characters of text shown in error messages
+# Two stand-ins for an assistant turn's content that differ in their first and last characters
+# (private-use code points, untouched by trim/upper): where two renderings with them differ is
+# exactly where the content goes.
+_PLACEHOLDERS = ("\ue000\ue001", "\ue002\ue003")
 
 
 @dataclass
@@ -127,6 +145,7 @@ class Renderer:
         self._backend = getattr(self.tokenizer, "backend_tokenizer", None)
         self._markers = bool(_GENERATION.search(self.chat_template))
         self._kwargs = template_kwargs(self.tokenizer, self.template_name)
+        self._notes: set[str] = set()
 
     # ---- public ----------------------------------------------------------------------------
     def render(
@@ -204,6 +223,14 @@ class Renderer:
         assert text is not None
         for sp in spans:
             check_span(text, sp, where, self.stop, self.template_name)
+        system = messages[0].content.strip() if messages and messages[0].role == "system" else ""
+        if system and system not in text:
+            self._note(
+                f"template {self.template_name!r} leaves the system message out of the trained "
+                "text of some samples (Mistral v0.3 writes it only into a last user turn, so a "
+                "sample ending on an answer has none), while chat and serve send it; put standing "
+                "instructions into the user turns, or use a template that keeps the system message"
+            )
         return Plan(
             text, spans, messages, conv, where, loss_weights, img.kept_images(conv, messages)
         )
@@ -241,8 +268,10 @@ class Renderer:
     ) -> tuple[str, list[Span]]:
         full = self._apply(dicts, conv, where, gen=False)
         spans: list[Span] = []
+        floor = 0  # a turn's span starts after the previous one ends
         for i, trained in wanted.items():
             last = i == len(dicts) - 1
+            msg = messages[i]
             prompt = self._apply(dicts[:i], conv, where, gen=True)
             start = len(prompt)
             turn = full if last else self._apply(dicts[: i + 1], conv, where)
@@ -252,24 +281,31 @@ class Renderer:
                 # the turn alone does start with the prompt and the history renders identically.
                 history = self._apply(dicts[:i], conv, where)
                 agree = common_prefix(full, prompt)
-                if not (
-                    turn.startswith(prompt) and full.startswith(history) and agree >= len(history)
-                ):
-                    raise DataError(
-                        f"{where}: template {self.template_name!r} renders the generation prompt "
-                        f"of assistant turn {i} differently from the turn in context, so its "
-                        "labels cannot be derived; use another model.template"
+                if turn.startswith(prompt) and full.startswith(history) and agree >= len(history):
+                    # Back off to the end of the header ("<think>" and "<tool_call>" share "<t").
+                    head = full[len(history) : agree]
+                    start = len(history) + max(head.rfind(c) + 1 for c in "\n >]:")
+                else:
+                    # Earlier turns render differently once later ones follow (Mistral v0.3 writes
+                    # the system message into the last user turn only): find the turn in context.
+                    full, span = self._in_context(
+                        dicts, conv, where, full, (prompt, history), floor, i
                     )
-                # Back off to the end of the header ("<think>" and "<tool_call>" share "<t").
-                head = full[len(history) : agree]
-                start = len(history) + max(head.rfind(c) + 1 for c in "\n >]:")
-            full, end = self._end_of_turn(full, start, common_prefix(full, turn), last)
-            if end is None or messages[i].content.strip() not in full[start:end]:
+                    spans.append(Span(*span, trained, i, msg))
+                    floor = span[1]
+                    continue
+            cut = common_prefix(full, turn)
+            after = self._content_end(full, start, cut, msg)
+            full, end = self._end_of_turn(full, start if after is None else after, cut, last)
+            if end is None or after is None:
                 # History rendered unlike a final turn (Qwen3 drops reasoning from earlier
                 # turns): find the content in context, then its end-of-turn string.
-                found = self._end_by_content(full, start, messages[i])
-                if found is not None and full[start:found] in turn:
-                    end = found
+                found = self._content_end(full, start, len(full), msg)
+                stop_end = None
+                if found is not None:
+                    stop_end = first_stop(full, found, len(full), self.stop)
+                if stop_end is not None and full[start:stop_end] in turn:
+                    end = stop_end
                 elif end is None:
                     raise DataError(
                         f"{where}: template {self.template_name!r} renders assistant turn {i} "
@@ -277,8 +313,72 @@ class Renderer:
                         "use another model.template"
                     )
                 # else: keep the span; the self-check names what the template dropped
-            spans.append(Span(start, end, trained, i, messages[i]))
+            spans.append(Span(start, end, trained, i, msg))
+            floor = end
         return full, spans
+
+    def _in_context(
+        self,
+        dicts: list[dict[str, Any]],
+        conv: Conversation,
+        where: str,
+        full: str,
+        prompts: tuple[str, str],
+        floor: int,
+        i: int,
+    ) -> tuple[str, tuple[int, int]]:
+        """The span of assistant turn ``i`` found in the whole conversation's rendering.
+
+        The whole rendering is what gets trained, so the span is located there: two renderings
+        with the turn's content replaced by different placeholders differ exactly where the
+        content goes; the span starts where the tail of the turn's generation prompt (its header
+        and at least one character before it) last matches before the content, and ends at the
+        first end-of-turn string after the content. The training context before the span then
+        differs from the prompt chat and serve send for this turn; a note says so.
+
+        Args:
+            prompts: The turn's generation prompt and the same turns rendered without one.
+        """
+        prompt, history = prompts
+        marked = [self._apply(_with_content(dicts, i, m), conv, where) for m in _PLACEHOLDERS]
+        a = common_prefix(marked[0], marked[1])  # where the content starts (and, below, ends)
+        b = len(marked[0]) - common_suffix(marked[0], marked[1])
+        content_end = len(full) - (len(marked[0]) - b)
+        header = len(prompt) - common_prefix(prompt, history)  # what the generation prompt adds
+        best, start = 0, -1
+        located = a < b and a <= content_end and full.startswith(marked[0][:a])
+        if prompt and located and full.endswith(marked[0][b:]):
+            # Candidate starts: after each occurrence of the prompt's last character; the one
+            # where most of the prompt's tail matches wins (the nearest to the content on ties).
+            k = full.rfind(prompt[-1], floor, a)
+            while k >= 0:
+                n = common_suffix(full, prompt, k + 1)
+                if n > best:
+                    best, start = n, k + 1
+                k = full.rfind(prompt[-1], floor, k)
+        if start < 0 or best <= header:
+            raise DataError(
+                f"{where}: template {self.template_name!r} renders the generation prompt "
+                f"of assistant turn {i} differently from the turn in context, so its "
+                "labels cannot be derived; use another model.template"
+            )
+        last = i == len(dicts) - 1
+        turn = full if last else self._apply(dicts[: i + 1], conv, where)
+        cut = max(common_prefix(full, turn), content_end)
+        full, end = self._end_of_turn(full, content_end, cut, last)
+        if end is None:
+            raise DataError(
+                f"{where}: template {self.template_name!r} renders assistant turn {i} "
+                "differently alone than in context, so its labels cannot be derived; "
+                "use another model.template"
+            )
+        self._note(
+            f"template {self.template_name!r} renders the context of an assistant turn unlike "
+            "its generation prompt (Mistral v0.3 moves the system message to the last user "
+            "turn): turns are trained as the whole conversation renders them, so the training "
+            "context differs from the prompt chat and serve send"
+        )
+        return full, (start, end)
 
     def _spans_from_markers(
         self,
@@ -307,25 +407,30 @@ class Renderer:
         spans: list[Span] = []
         for i, (start, end) in zip(assistant, blocks):
             if i in wanted:
-                full, stop_end = self._end_of_turn(full, start, end, i == len(dicts) - 1)
+                after = self._content_end(full, start, end, messages[i])
+                last = i == len(dicts) - 1
+                full, stop_end = self._end_of_turn(
+                    full, start if after is None else after, end, last
+                )
                 spans.append(
                     Span(start, end if stop_end is None else stop_end, wanted[i], i, messages[i])
                 )
         return full, spans
 
-    def _end_of_turn(self, full: str, start: int, end: int, last: bool) -> tuple[str, int | None]:
-        """Train the content and its end-of-turn string, not the separator after it.
+    def _end_of_turn(self, full: str, after: int, end: int, last: bool) -> tuple[str, int | None]:
+        """Train up to the first end-of-turn string after the content, not what follows it.
 
-        ``end`` is where the turn's own rendering stops agreeing with the whole conversation.
-        Returns the (possibly extended) text and the span end, or ``None`` when no end-of-turn
-        string belongs to the turn.
+        ``after`` is where the turn's content (and its tool calls) ends, ``end`` where the turn's
+        own rendering stops agreeing with the whole conversation. Phi-3 writes ``<|endoftext|>``
+        after the final ``<|end|>``: the span stops at ``<|end|>``. Returns the (possibly
+        extended) text and the span end, or ``None`` when no end-of-turn string belongs to the
+        turn.
         """
         if not self.stop:
             return full, end
-        seg = full[start:end]
-        hits = [seg.rfind(s) + len(s) for s in self.stop if s and s in seg]
-        if hits:
-            return full, start + max(hits)
+        hit = first_stop(full, after, end, self.stop)
+        if hit is not None:
+            return full, hit
         rest = full[end:].lstrip(" ")
         for s in self.stop:
             if s and rest.startswith(s):  # GLM style: the next role token ends the turn
@@ -334,21 +439,29 @@ class Renderer:
             return full[:end] + self.stop[0], end + len(self.stop[0])
         return full, None
 
-    def _end_by_content(self, full: str, start: int, msg: Message) -> int | None:
+    def _content_end(self, full: str, start: int, end: int, msg: Message) -> int | None:
+        """Where the message's content and its tool calls end in ``full[start:end]``."""
         content = msg.content.strip()
-        pos = full.find(content, start) if content else start
+        pos = full.find(content, start, end) if content else start
         if pos < 0:
             return None
         after = pos + len(content)
         for call in msg.tool_calls or []:
             name = (call.get("function") or call).get("name", "")
-            found = full.find(name, after) if name else -1
+            found = full.find(name, after, end) if name else -1
             after = found + len(name) if found >= 0 else after
-        ends = [(full.find(s, after), s) for s in self.stop if s and full.find(s, after) >= 0]
-        if not ends:
-            return None
-        pos, s = min(ends)
-        return pos + len(s)
+        return after
+
+    def _note(self, note: str) -> None:
+        """Warn once per renderer about a train/inference difference the template causes."""
+        if note not in self._notes:
+            self._notes.add(note)
+            warnings.warn(note, UserWarning, stacklevel=2)
+
+    @property
+    def notes(self) -> list[str]:
+        """The train/inference differences met so far (each also warned once)."""
+        return sorted(self._notes)
 
     # ---- tokens and labels -----------------------------------------------------------------
     def _encode(self, texts: list[str]) -> list[Tokens]:
@@ -493,6 +606,10 @@ class Renderer:
         if conv.tools or any(m.role == "tool" or m.tool_calls for m in conv.messages):
             hint = "; tool data needs a tool-capable template (see `tunesmith data templates`)"
         return DataError(f"{where}: template {self.template_name!r}: {msg}{hint}")
+
+
+def _with_content(dicts: list[dict[str, Any]], i: int, content: str) -> list[dict[str, Any]]:
+    return [*dicts[:i], {**dicts[i], "content": content}, *dicts[i + 1 :]]
 
 
 def _where(conv: Conversation) -> str:

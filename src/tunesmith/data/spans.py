@@ -98,6 +98,28 @@ def common_prefix(a: str, b: str) -> int:
     return lo
 
 
+def common_suffix(a: str, b: str, end: int | None = None) -> int:
+    """Length of the common suffix of ``a[:end]`` and ``b`` (bisection, no copies of ``a``)."""
+    end = len(a) if end is None else end
+    lo, hi = 0, min(end, len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a.endswith(b[len(b) - mid :], 0, end):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def first_stop(text: str, start: int, end: int, stop: tuple[str, ...]) -> int | None:
+    """End of the earliest stop string in ``text[start:end]`` (the longer one on a tie)."""
+    hits = [(p, -len(s)) for s in stop if s and (p := text.find(s, start, end)) >= 0]
+    if not hits:
+        return None
+    pos, neg = min(hits)
+    return pos - neg
+
+
 def marker_weights(
     text: str, start: int, end: int, rules: dict[str, float] | None, stop: tuple[str, ...]
 ) -> list[tuple[int, float]]:
@@ -161,14 +183,34 @@ def check_span(text: str, sp: Any, where: str, stop: tuple[str, ...], template_n
         name = (call.get("function") or call).get("name", "")
         if name and name not in seg:
             missing = f"its tool call {name!r}"
-    if missing is None and stop and not any(seg.endswith(s) for s in stop if s):
+    ends = [s for s in stop if s and seg.endswith(s)]
+    if missing is None and stop and not ends:
         missing = f"an end-of-turn string (one of {list(stop)})"
+    # Strict: nothing but whitespace between the content and the one end-of-turn string (a call's
+    # arguments follow its name, so turns with tool calls are checked by content and name only).
+    if (
+        missing is None
+        and ends
+        and content
+        and not msg.tool_calls
+        and not any(seg[: len(seg) - len(s)].rstrip().endswith(content) for s in ends)
+    ):
+        raise DataError(
+            f"{where}: label self-check failed with template {template_name!r}: assistant "
+            f"turn {sp.index} renders as {_tail(seg)!r}, which does not end with its content "
+            "and one end-of-turn string; the template rewrites assistant turns (use another "
+            "model.template)"
+        )
     if missing is not None:
         raise DataError(
             f"{where}: label self-check failed with template {template_name!r}: assistant "
             f"turn {sp.index} renders as {seg[:SHOW]!r}, which lacks {missing}; the template "
             "rewrites assistant turns (use another model.template)"
         )
+
+
+def _tail(seg: str) -> str:
+    return seg if len(seg) <= SHOW else "..." + seg[-SHOW:]
 
 
 def check_tool_support(

@@ -8,6 +8,7 @@ the labels are exactly the ``enc(answer)`` part.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,8 @@ BROKEN_PROMPT = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>bot\n{% endif %}"
 )
+# Text between the content and the end-of-turn string would be trained as if it were content.
+BROKEN_SUFFIX = BROKEN_UPPER.replace("{{ m.content | upper }}", "{{ m.content }} (end)")
 RAISES = "{{ raise_exception('roles must alternate user/assistant') }}"
 
 
@@ -261,6 +264,13 @@ RAISES = "{{ raise_exception('roles must alternate user/assistant') }}"
             "data.jsonl:7: template 'broken' renders the generation prompt of assistant turn 1 "
             "differently from the turn in context, so its labels cannot be derived; use another "
             "model.template",
+        ),
+        (
+            BROKEN_SUFFIX,
+            "data.jsonl:7: label self-check failed with template 'broken': assistant turn 1 "
+            "renders as 'Hello there (end)<|im_end|>', which does not end with its content and "
+            "one end-of-turn string; the template rewrites assistant turns (use another "
+            "model.template)",
         ),
         (RAISES, "data.jsonl:7: template 'broken': roles must alternate user/assistant"),
     ],
@@ -363,3 +373,122 @@ def test_render_text_chunks_with_eos(tok: Any) -> None:
     chunks = r.render_text(TextDoc("lorem ipsum " * 20))
     assert [c.input_ids for c in chunks] == [ids[i : i + 16] for i in range(0, len(ids), 16)]
     assert all(c.labels == c.input_ids for c in chunks)
+
+
+# --- official templates installed on the tiny tokenizer (issue 14) -----------------------------
+REFS = Path(__file__).resolve().parent / "template_refs"  # sources: template_refs/README.md
+
+
+def official(path: Path, ref: str, *, bos: str, eos: str, specials: list[str]) -> Any:
+    """A fresh tiny tokenizer carrying a model's official template and its special tokens, as
+    that model's own tokenizer would: the renderer then uses it as the tokenizer's template."""
+    from tunesmith.model.loader import load_tokenizer
+
+    t = load_tokenizer(str(path))
+    t.add_special_tokens(
+        {"bos_token": bos, "eos_token": eos, "additional_special_tokens": specials}
+    )
+    t.chat_template = (REFS / ref).read_text(encoding="utf-8")
+    return t
+
+
+def expected(tok: Any, pieces: list[tuple[str, bool]]) -> tuple[list[int], list[int]]:
+    """Ids and labels of ``(text, trained)`` pieces cut at special tokens (they concatenate)."""
+    ids = [t for text, _ in pieces for t in enc(tok, text)]
+    labels = [t if on else M for text, on in pieces for t in enc(tok, text)]
+    return ids, labels
+
+
+MISTRAL_SPECIALS = ["<s>", "</s>", "[INST]", "[/INST]"]
+SYS_AB_CD = (
+    ("system", "Be brief."),
+    ("user", "a"),
+    ("assistant", "b1"),
+    ("user", "c"),
+    ("assistant", "d2"),
+)
+
+
+@pytest.fixture(scope="module")
+def mistral03(tiny_qwen2: Path) -> Any:
+    return official(
+        tiny_qwen2,
+        "mistralai--Mistral-7B-Instruct-v0.3.jinja",
+        bos="<s>",
+        eos="</s>",
+        specials=MISTRAL_SPECIALS,
+    )
+
+
+def test_mistral_v03_official_template_labels_with_a_system_message(mistral03: Any) -> None:
+    # v0.3 writes the system message only into a *last* user turn, so each turn's generation
+    # prompt differs from its context. Labels come from the whole conversation's rendering, the
+    # one that is trained (which, ending on an assistant turn, has no system message at all).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = renderer(mistral03)
+        out = r.render(conv(*SYS_AB_CD))
+    assert sorted(str(w.message) for w in caught) == r.notes  # each note warned once
+    assert [n.split(" (")[0] for n in r.notes] == [
+        "template 'tokenizer' leaves the system message out of the trained text of some samples",
+        "template 'tokenizer' renders the context of an assistant turn unlike its generation "
+        "prompt",
+    ]
+    ids, labels = expected(
+        mistral03,
+        [
+            ("<s>[INST] a[/INST]", False),
+            (" b1</s>", True),
+            ("[INST] c[/INST]", False),
+            (" d2</s>", True),
+        ],
+    )
+    assert (out.input_ids, out.labels) == (ids, labels)
+    # Ending on a user turn, the system message is in the sample, inside that last user turn.
+    with pytest.warns(UserWarning, match=r"unlike its generation prompt"):
+        out = renderer(mistral03).render(conv(*SYS_AB_CD[:4]))
+    ids, labels = expected(
+        mistral03,
+        [("<s>[INST] a[/INST]", False), (" b1</s>", True), ("[INST] Be brief.\n\nc[/INST]", False)],
+    )
+    assert (out.input_ids, out.labels) == (ids, labels)
+    # Without a system message every prompt is a prefix of the conversation: no notes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = renderer(mistral03).render(conv(*SYS_AB_CD[1:]))
+    assert trained_runs(mistral03, out.input_ids, out.labels) == [" b1</s>", " d2</s>"]
+
+
+def test_mistral_v3_builtin_labels_like_the_official_template(mistral03: Any) -> None:
+    for turns in (SYS_AB_CD, SYS_AB_CD[:4], SYS_AB_CD[1:]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            own = renderer(mistral03).render(conv(*turns))
+            builtin = renderer(mistral03, "mistral-v3").render(conv(*turns))
+        assert (builtin.input_ids, builtin.labels) == (own.input_ids, own.labels)
+
+
+PHI3_SPECIALS = ["<s>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+
+
+@pytest.mark.parametrize(
+    "ref", ["microsoft--Phi-3-mini-4k-instruct.jinja", "microsoft--Phi-3.5-mini-instruct.jinja"]
+)
+@pytest.mark.parametrize("template", [None, "phi3"])
+def test_phi3_last_turn_ends_at_its_first_end_of_turn(
+    tiny_qwen2: Path, ref: str, template: str | None
+) -> None:
+    # The template writes <|endoftext|> after the final <|end|>; that is not part of the turn.
+    tok = official(tiny_qwen2, ref, bos="<s>", eos="<|endoftext|>", specials=PHI3_SPECIALS)
+    out = renderer(tok, template).render(conv(*SYS_AB_CD))
+    ids, labels = expected(
+        tok,
+        [
+            ("<|system|>\nBe brief.<|end|>\n<|user|>\na<|end|>\n<|assistant|>\n", False),
+            ("b1<|end|>", True),
+            ("\n<|user|>\nc<|end|>\n<|assistant|>\n", False),
+            ("d2<|end|>", True),
+            ("\n<|endoftext|>", False),
+        ],
+    )
+    assert (out.input_ids, out.labels) == (ids, labels)
