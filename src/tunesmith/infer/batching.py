@@ -12,14 +12,58 @@ come back through the request's ``emit`` callback.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tunesmith.errors import ConfigError
 from tunesmith.infer.decode import Request
 from tunesmith.infer.sampling import choose_tokens
+
+#: Seeds ``torch.Generator.manual_seed`` accepts.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+_FLOATS = ("temperature", "top_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+
+
+class SequenceRejected(ConfigError):
+    """A sequence refused at admission because of its own inputs (the others still run).
+
+    ``param`` names the offending generation parameter (``None``: the prompt).
+    """
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def check_sequence(request: Request, max_positions: int) -> None:
+    """Raise :class:`SequenceRejected` when ``request`` cannot run on this model.
+
+    The server validates its requests before they get here; this keeps any caller's bad
+    values from failing the batch they would have joined.
+    """
+    n = len(request.prompt)
+    if n == 0:
+        raise SequenceRejected("the prompt is empty (no tokens); give some text")
+    if n >= max_positions:
+        raise SequenceRejected(f"the prompt is {n} tokens; the model's context is {max_positions}")
+    p = request.params
+    for name in _FLOATS:
+        value = getattr(p, name)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise SequenceRejected(f"{name}={value!r}: must be a finite number", name)
+    if p.seed is not None and not (isinstance(p.seed, int) and SEED_MIN <= p.seed <= SEED_MAX):
+        raise SequenceRejected(f"seed={p.seed!r}: must be an integer in [-2**63, 2**64-1]", "seed")
+    try:
+        p.check()
+    except ConfigError as exc:
+        field = re.match(r"\w+", str(exc))  # check() names the field first: "top_p=..."
+        raise SequenceRejected(str(exc), field.group() if field else None) from None
 
 
 class Scheduler:
@@ -33,6 +77,8 @@ class Scheduler:
         self._mask: Any = None  # [batch, length] attention mask of the running batch
         self._cache: Any = None
         self._logits: Any = None  # [batch, vocab] logits for each row's next token
+        self._admitting: list[Request] = []  # taken from the queue, not yet in the batch
+        self._solo: set[Request] = set()  # prefilled alone after their group's prefill failed
         self._lock = threading.Lock()
 
     def add(self, request: Request) -> None:
@@ -51,18 +97,17 @@ class Scheduler:
         if not self.running:
             return
         rows = self.running
-        tokens = choose_tokens(
-            self._logits,
-            [r.params for r in rows],
-            [r.prompt for r in rows],
-            [r.answer for r in rows],
-            [r.generator for r in rows],
-        )
+        tokens = self._choose(rows)
         for r, t in zip(rows, tokens):
+            if r.done:  # its token choice failed
+                continue
             if r.cancelled:
                 r.abort()
-            else:
+                continue
+            try:
                 r.push(t, self.runner.stop_ids, self.runner.max_positions)
+            except Exception as exc:  # e.g. the tokenizer cannot decode it: this row only
+                r.fail(exc)
         keep = [i for i, r in enumerate(rows) if not r.done]
         if len(keep) < len(rows):
             self._select(keep)
@@ -75,26 +120,59 @@ class Scheduler:
     def fail_all(self, error: BaseException) -> None:
         """Report ``error`` to every running and waiting request and reset the batch."""
         with self._lock:
-            pending = self.running + list(self.waiting)
+            pending = self._admitting + self.running + list(self.waiting)
             self.waiting.clear()
+            self._solo.clear()
+        self._admitting = []
         self.running, self._mask, self._cache, self._logits = [], None, None, None
         for r in pending:
-            r.fail(error)
+            with contextlib.suppress(Exception):  # every one of them must hear of it
+                r.fail(error)
 
     # -- internals ---------------------------------------------------------------------------
-    def _admit(self) -> None:
+    def _choose(self, rows: list[Request]) -> list[int]:
+        """Every row's next token; a row whose choice raises is failed on its own."""
+        try:
+            return choose_tokens(
+                self._logits,
+                [r.params for r in rows],
+                [r.prompt for r in rows],
+                [r.answer for r in rows],
+                [r.generator for r in rows],
+            )
+        except Exception:
+            pass
+        # Row by row to find the culprit (a seeded row may have drawn its number already: on
+        # this error path only, it may then differ from a run without the culprit).
+        tokens = []
+        for i, r in enumerate(rows):
+            try:
+                (t,) = choose_tokens(
+                    self._logits[i : i + 1], [r.params], [r.prompt], [r.answer], [r.generator]
+                )
+            except Exception as exc:
+                r.fail(exc)
+                t = -1
+            tokens.append(t)
+        return tokens
+
+    def _take(self) -> list[Request]:
+        """Requests to admit now: as many as fit, or one that must be prefilled alone."""
         room = self.max_batch - len(self.running)
         if room <= 0 or not self.waiting:
-            return
+            return []
         if self.running and not self.runner.can_join:
-            return
+            return []
         batch_adapters = {r.adapter for r in self.running}
         new: list[Request] = []
         with self._lock:
             skipped: deque[Request] = deque()
             while self.waiting and len(new) < room:
+                if new and self.waiting[0] in self._solo:
+                    break
                 r = self.waiting.popleft()
                 if r.cancelled:
+                    self._solo.discard(r)
                     r.abort()
                     continue
                 wanted = batch_adapters | {x.adapter for x in new} | {r.adapter}
@@ -102,25 +180,55 @@ class Scheduler:
                     skipped.append(r)  # waits until the running batch drains
                     continue
                 new.append(r)
+                if r in self._solo:
+                    break
             self.waiting.extendleft(reversed(skipped))
+        return new
+
+    def _start(self, r: Request) -> bool:
+        """Check and prepare one request; one that cannot run is failed here, alone."""
+        try:
+            check_sequence(r, self.runner.max_positions)
+            r.start(self.runner.tokenizer)
+        except Exception as exc:
+            self._solo.discard(r)
+            r.fail(exc)
+            return False
+        return True
+
+    def _admit(self) -> None:
+        new = [r for r in self._take() if self._start(r)]
         if not new:
             return
-        for r in new:
-            r.start(self.runner.tokenizer)
+        self._admitting = new
         prompts, adapters = [r.prompt for r in new], [r.adapter for r in new]
-        if any(r.pixel_values is not None for r in new):
-            pixels = [r.pixel_values for r in new]
-            for r in new:
-                r.pixel_values = None  # in the cache from now on
-            logits, mask, cache = self.runner.prefill(prompts, adapters, pixels)
-        else:
-            logits, mask, cache = self.runner.prefill(prompts, adapters)
+        try:
+            if any(r.pixel_values is not None for r in new):
+                pixels = [r.pixel_values for r in new]
+                logits, mask, cache = self.runner.prefill(prompts, adapters, pixels)
+            else:
+                logits, mask, cache = self.runner.prefill(prompts, adapters)
+        except Exception as exc:
+            self._admitting = []
+            if len(new) == 1:
+                self._solo.discard(new[0])
+                new[0].fail(exc)
+                return
+            # Which row the model refused is unknown: each one is retried on its own.
+            with self._lock:
+                self._solo.update(new)
+                self.waiting.extendleft(reversed(new))
+            return
+        for r in new:
+            self._solo.discard(r)
+            r.pixel_values = None  # in the cache from now on
         if not self.running:
             self.running, self._logits, self._mask, self._cache = new, logits, mask, cache
-            return
-        self._mask = join_caches(self._mask, self._cache, mask, cache)
-        self._logits = self.runner.cat([self._logits, logits])
-        self.running = self.running + new
+        else:
+            self._mask = join_caches(self._mask, self._cache, mask, cache)
+            self._logits = self.runner.cat([self._logits, logits])
+            self.running = self.running + new
+        self._admitting = []
 
     def _select(self, keep: list[int]) -> None:
         self.running = [self.running[i] for i in keep]

@@ -55,7 +55,8 @@ class APIError(Exception):
 
 
 class _Req(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # NaN and infinities (which Python's JSON accepts) slip past range checks: refused.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class FunctionCall(_Req):
@@ -111,6 +112,9 @@ class StreamOptions(_Req):
     include_usage: bool = False
 
 
+MIN_TEMPERATURE = 1e-5
+
+
 class _Sampling(_Req):
     """Fields shared by chat and text completions."""
 
@@ -122,10 +126,11 @@ class _Sampling(_Req):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0, description="Extension: 0 = off.")
-    repetition_penalty: float = Field(1.0, gt=0, le=10, description="Extension.")
+    repetition_penalty: float = Field(1.0, ge=0.01, le=10, description="Extension.")
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    seed: int | None = None
+    # int64, as OpenAI's; choice i uses seed + i, still inside what torch's generators accept.
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     logprobs: Any = None
 
     @field_validator("stop")
@@ -141,10 +146,14 @@ class _Sampling(_Req):
         return stops
 
     def gen_params(self, max_tokens: int, index: int = 0) -> GenParams:
-        """Engine parameters for choice ``index`` (seeded choices differ but repeat)."""
+        """Engine parameters for choice ``index`` (seeded choices differ but repeat).
+
+        Temperatures below ``MIN_TEMPERATURE`` are greedy: sampling at them picks the arg-max
+        anyway, and far below it the float32 division overflows to garbage.
+        """
         return GenParams(
             max_new_tokens=max_tokens,
-            temperature=self.temperature,
+            temperature=self.temperature if self.temperature >= MIN_TEMPERATURE else 0.0,
             top_p=self.top_p,
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
@@ -181,6 +190,10 @@ class CompletionRequest(_Sampling):
     def _prompts(cls, v: str | list[str]) -> str | list[str]:
         if isinstance(v, list) and not v:
             raise ValueError("at least one prompt")
+        for i, p in enumerate([v] if isinstance(v, str) else v):
+            if not p:
+                what = "the prompt" if isinstance(v, str) else f"prompt {i}"
+                raise ValueError(f"{what} is empty; give some text to complete")
         return v
 
 
@@ -220,12 +233,14 @@ def token_budget(req: Any, limit: int, default: int) -> int:
     return asked
 
 
-def check_prompt(engine: Any, ids: list[int]) -> None:
-    """400 when a prompt does not fit the model's context."""
+def check_prompt(engine: Any, ids: list[int], param: str = "messages") -> None:
+    """400 when a prompt has no tokens or does not fit the model's context."""
+    if not ids:
+        raise APIError(400, f"{param}: the prompt encodes to no tokens", param=param)
     try:
         engine.check_prompt(ids)
     except ConfigError as exc:
-        raise APIError(400, str(exc), param="messages", code="context_length_exceeded") from None
+        raise APIError(400, str(exc), param=param, code="context_length_exceeded") from None
 
 
 @dataclass

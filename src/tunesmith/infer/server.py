@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from tunesmith.infer.batching import SequenceRejected
 from tunesmith.infer.decode import Delta, Failed, Finished
 from tunesmith.infer.protocol import (
     APIError,
@@ -64,7 +65,8 @@ class Gate:
         self.limit, self.active = limit, 0
         self._lock = threading.Lock()
 
-    def enter(self) -> None:
+    def enter(self) -> Slot:
+        """A place for one request (429 when none is left)."""
         with self._lock:
             if self.active >= self.limit:
                 raise APIError(
@@ -74,20 +76,49 @@ class Gate:
                     code="rate_limit_exceeded",
                 )
             self.active += 1
+        return Slot(self)
 
-    def leave(self) -> None:
+    def _leave(self, slot: Slot) -> None:
         with self._lock:
-            self.active -= 1
+            if slot.held:
+                slot.held = False
+                self.active -= 1
+
+
+class Slot:
+    """One request's place in a :class:`Gate`; releasing it twice is harmless."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate, self.held = gate, True
+
+    def release(self) -> None:
+        """Give the place back (thread-safe, idempotent)."""
+        self.gate._leave(self)
 
 
 class Generation:
-    """Several sequences submitted to the batch worker, read back as ``(index, event)``."""
+    """Several sequences submitted to the batch worker, read back as ``(index, event)``.
 
-    def __init__(self, engine: Any, items: Sequence[tuple[list[int], Any, str | None]]) -> None:
+    The request's ``slot`` is released when the last sequence ends (on the worker's side, so
+    even a response that is never sent cannot keep it) or at :meth:`close`, whichever is first.
+    """
+
+    def __init__(
+        self, engine: Any, items: Sequence[tuple[list[int], Any, str | None]], slot: Slot
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        self.slot = slot
+        running, lock = len(items), threading.Lock()
 
         def emit(i: int, ev: Any) -> None:
+            nonlocal running
+            if isinstance(ev, Finished | Failed):
+                with lock:
+                    running -= 1
+                    last = running == 0
+                if last:
+                    slot.release()
             # RuntimeError: the event loop is gone (server shutting down).
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self.queue.put_nowait, (i, ev))
@@ -114,6 +145,69 @@ class Generation:
         """Drop sequences still running (the client went away)."""
         for r in self.requests:
             r.cancel()
+
+    def close(self) -> None:
+        """Cancel what still runs and give the slot back (safe to call more than once)."""
+        self.cancel()
+        self.slot.release()
+
+
+def start_generation(engine: Any, gate: Gate, items: Sequence[tuple[Any, ...]]) -> Generation:
+    """Take a slot and submit ``items``; the slot is given back if submitting fails."""
+    slot = gate.enter()
+    try:
+        return Generation(engine, items, slot)
+    except BaseException:
+        slot.release()
+        raise
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that closes its generation however it ends: sent, the client gone,
+    the task cancelled, or an error while streaming."""
+
+    def __init__(self, body: AsyncIterator[str], close: Callable[[], None]) -> None:
+        super().__init__(
+            body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+        self._close = close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._close()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+
+class RequireKey:
+    """ASGI middleware: ``Authorization: Bearer KEY`` on every path under ``prefix``.
+
+    Plain ASGI rather than an HTTP middleware, so client disconnects reach the endpoints.
+    """
+
+    def __init__(self, app: Any, *, key: str, prefix: str = "/v1") -> None:
+        self.app, self.key, self.prefix = app, key.encode(), prefix
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            header = dict(scope.get("headers") or []).get(b"authorization", b"")
+            given = header[7:] if header[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(given, self.key):
+                err = APIError(
+                    401,
+                    "invalid or missing API key (Authorization: Bearer KEY)",
+                    code="invalid_api_key",
+                )
+                headers = {"WWW-Authenticate": "Bearer"}
+                await JSONResponse(err.body(), status_code=401, headers=headers)(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
 
 
 def merge_deltas(batch: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
@@ -175,6 +269,7 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
     limits = limits or Limits()
     gate = Gate(limits.max_concurrent)
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None)
+    app.state.gate = gate  # requests in flight, for tests and benchmarks
     created = int(time.time())
 
     @app.exception_handler(APIError)
@@ -197,19 +292,8 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
         err = APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
         return JSONResponse(err.body(), status_code=500)
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Any) -> Any:
-        if api_key and request.url.path.startswith("/v1"):
-            header = request.headers.get("authorization", "")
-            given = header[7:] if header.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(given.encode(), api_key.encode()):
-                err = APIError(
-                    401,
-                    "invalid or missing API key (Authorization: Bearer KEY)",
-                    code="invalid_api_key",
-                )
-                return JSONResponse(err.body(), status_code=401)
-        return await call_next(request)
+    if api_key:
+        app.add_middleware(RequireKey, key=api_key)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -244,23 +328,20 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
             plan = plan_chat(engine, req, **plan_args)
         pixels = plan.pixel_values
         items = [(plan.ids, req.gen_params(budget, i), key, pixels) for i in range(req.n)]
-        gate.enter()
+        gen = start_generation(engine, gate, items)
+        streaming = False
         try:
-            gen = Generation(engine, items)
-        except BaseException:
-            gate.leave()
-            raise
-        rid, now = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
-        head = {"id": rid, "created": now, "model": req.model}
-        if req.stream:
-            include = bool(req.stream_options and req.stream_options.include_usage)
-            body = stream_chat(gen, plan, head, include, gate)
-            return StreamingResponse(body, media_type="text/event-stream")
-        try:
-            texts, reasons, counts = await collect(gen, req.n)
+            rid, now = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
+            head = {"id": rid, "created": now, "model": req.model}
+            if req.stream:
+                include = bool(req.stream_options and req.stream_options.include_usage)
+                response = EventStream(stream_chat(gen, plan, head, include), gen.close)
+                streaming = True  # the response closes it from now on
+                return response
+            texts, reasons, counts = await collect(gen, req.n, request)
         finally:
-            gen.cancel()
-            gate.leave()
+            if not streaming:
+                gen.close()
         choices = []
         for i in range(req.n):
             msg, reason = chat_message(texts[i], plan, reasons[i])
@@ -290,27 +371,25 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
             )
         encoded = [engine.encode(p) for p in prompts]
         for ids in encoded:
-            check_prompt(engine, ids)
+            check_prompt(engine, ids, param="prompt")
         items = [(ids, req.gen_params(budget, i), key) for ids in encoded for i in range(req.n)]
-        gate.enter()
-        try:
-            gen = Generation(engine, items)
-        except BaseException:
-            gate.leave()
-            raise
         rid, now = "cmpl-" + uuid.uuid4().hex, int(time.time())
         head = {"id": rid, "object": "text_completion", "created": now, "model": req.model}
         echo = [prompts[i // req.n] if req.echo else "" for i in range(len(items))]
         prompt_tokens = sum(len(x) for x in encoded)
-        if req.stream:
-            include = bool(req.stream_options and req.stream_options.include_usage)
-            body = stream_text(gen, head, echo, prompt_tokens, include, gate)
-            return StreamingResponse(body, media_type="text/event-stream")
+        gen = start_generation(engine, gate, items)
+        streaming = False
         try:
-            texts, reasons, counts = await collect(gen, len(items))
+            if req.stream:
+                include = bool(req.stream_options and req.stream_options.include_usage)
+                body = stream_text(gen, head, echo, prompt_tokens, include)
+                response = EventStream(body, gen.close)
+                streaming = True  # the response closes it from now on
+                return response
+            texts, reasons, counts = await collect(gen, len(items), request)
         finally:
-            gen.cancel()
-            gate.leave()
+            if not streaming:
+                gen.close()
         choices = [
             {"index": i, "text": echo[i] + texts[i], "finish_reason": reasons[i], "logprobs": None}
             for i in range(len(items))
@@ -320,25 +399,52 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
     return app
 
 
-async def collect(gen: Generation, n: int) -> tuple[list[str], list[str], list[int]]:
-    """Wait for every sequence; raise on a generation error."""
+async def collect(
+    gen: Generation, n: int, request: Any = None
+) -> tuple[list[str], list[str], list[int]]:
+    """Wait for every sequence; raise on a generation error.
+
+    With ``request``, a client that disconnects cancels the generation (its slot comes back
+    at once instead of after the whole answer).
+    """
+    watcher = asyncio.ensure_future(cancel_on_disconnect(request, gen)) if request else None
     texts, reasons, counts = [""] * n, ["stop"] * n, [0] * n
-    async for i, ev in gen.events():
-        if isinstance(ev, Delta):
-            texts[i] += ev.text
-        elif isinstance(ev, Finished):
-            reasons[i], counts[i] = ev.reason, ev.completion_tokens
-        else:
-            raise ev.error
+    try:
+        async for i, ev in gen.events():
+            if isinstance(ev, Delta):
+                texts[i] += ev.text
+            elif isinstance(ev, Finished):
+                reasons[i], counts[i] = ev.reason, ev.completion_tokens
+            else:
+                raise generation_error(ev.error)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     return texts, reasons, counts
 
 
+async def cancel_on_disconnect(request: Any, gen: Generation) -> None:
+    """Cancel ``gen`` when the client goes away (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    gen.cancel()
+
+
+def generation_error(exc: BaseException) -> APIError:
+    """A sequence's failure as the client sees it: its own bad input (400) or ours (500)."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, SequenceRejected):
+        return APIError(400, f"request refused: {exc}", param=exc.param)
+    return APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error")
+
+
 def _error_event(exc: BaseException) -> str:
-    return sse(APIError(500, f"generation failed: {exc}", type="server_error").body())
+    return sse(generation_error(exc).body())
 
 
 async def stream_chat(
-    gen: Generation, plan: ChatPlan, head: dict[str, Any], include_usage: bool, gate: Gate
+    gen: Generation, plan: ChatPlan, head: dict[str, Any], include_usage: bool
 ) -> AsyncIterator[str]:
     """SSE chunks of a chat completion; tool calls are sent whole when the answer ends."""
     base = {**head, "object": "chat.completion.chunk"}
@@ -384,8 +490,7 @@ async def stream_chat(
             yield sse({**base, "choices": [], "usage": usage(len(plan.ids), completion)})
         yield "data: [DONE]\n\n"
     finally:
-        gen.cancel()
-        gate.leave()
+        gen.close()
 
 
 def _streamable(text: str, plan: ChatPlan) -> int:
@@ -410,7 +515,6 @@ async def stream_text(
     echo: list[str],
     prompt_tokens: int,
     include_usage: bool,
-    gate: Gate,
 ) -> AsyncIterator[str]:
     """SSE chunks of a text completion."""
     completion = 0
@@ -445,8 +549,7 @@ async def stream_text(
             yield sse({**head, "choices": [], "usage": usage(prompt_tokens, completion)})
         yield "data: [DONE]\n\n"
     finally:
-        gen.cancel()
-        gate.leave()
+        gen.close()
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -456,6 +559,7 @@ class BackgroundServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         import uvicorn
 
+        self.app = app
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
