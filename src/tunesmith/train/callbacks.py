@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from tunesmith.errors import TunesmithError
 
 
 class MetricsLog:
@@ -21,11 +25,44 @@ class MetricsLog:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
-        """All records written so far."""
+        """All records written so far; a torn last line (a kill while appending) is left out.
+
+        Raises:
+            TunesmithError: a line before the last is not a JSON record (the file was edited).
+        """
         if not self.path.is_file():
             return []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        lines = self.path.read_text(encoding="utf-8", errors="replace").split("\n")
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            elif number < len(lines):  # the last piece has no newline after it: torn
+                raise TunesmithError(
+                    f"{self.path}:{number}: not a JSON record; delete the line (or the file, "
+                    "losing the metrics history)"
+                )
+        return records
+
+    def trim(self, step: int) -> None:
+        """Keep the records up to ``step`` (a resumed run logs the later ones again).
+
+        Rewritten whole and atomically: every kept record ends with a newline, so the next
+        append starts a line of its own even after a torn one.
+        """
+        if not self.path.is_file():
+            return
+        keep = [r for r in self.read() if r.get("step", 0) <= step]
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.path)
 
 
 def plot_loss(records: list[dict[str, Any]], out: Path) -> Path | None:
@@ -53,10 +90,40 @@ def plot_loss(records: list[dict[str, Any]], out: Path) -> Path | None:
     return out
 
 
-class ProgressBar:
-    """A rich progress bar showing loss, learning rate, tokens/s and ETA."""
+def _clock(seconds: float) -> str:
+    """``H:MM:SS``, as the progress bar shows times."""
+    whole = max(0, round(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
-    def __init__(self, total: int, *, enabled: bool = True) -> None:
+
+def format_stats(stats: dict[str, float]) -> str:
+    """The latest numbers of a step, as the bar and the plain lines show them."""
+    text = "loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s".format(**stats)
+    if "rewards/accuracies" in stats:
+        text += "  acc {:.2f}".format(stats["rewards/accuracies"])
+    if "rewards/margins" in stats:
+        text += "  margin {:.3f}".format(stats["rewards/margins"])
+    return text
+
+
+class ProgressBar:
+    """A rich progress bar showing loss, learning rate, tokens/s and ETA.
+
+    ``plain``: instead of the bar (which a log file or CI shows as nothing or as escape codes),
+    one line per update — the loop updates every ``train.log_every`` steps — with the same
+    numbers, the time elapsed and an ETA from this session's pace. ``start``: the step the loop
+    starts from (a resumed run), so the ETA counts only the steps timed here.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        enabled: bool = True,
+        plain: bool = False,
+        start: int = 0,
+        stream: IO[str] | None = None,
+    ) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -66,7 +133,9 @@ class ProgressBar:
             TimeRemainingColumn,
         )
 
-        self.enabled = enabled
+        self.enabled, self.plain = enabled, plain
+        self.total, self.start_step = total, start
+        self.stream = stream
         self.progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
@@ -75,10 +144,10 @@ class ProgressBar:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            disable=not enabled,
+            disable=not enabled or plain,
             transient=False,
         )
-        self.task = self.progress.add_task("train", total=total, stats="")
+        self.task = self.progress.add_task("train", total=total, completed=start, stats="")
         self.start = time.perf_counter()
 
     def __enter__(self) -> ProgressBar:
@@ -90,12 +159,15 @@ class ProgressBar:
 
     def update(self, step: int, stats: dict[str, float]) -> None:
         """Move to ``step`` and show the latest numbers."""
-        text = "loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s".format(**stats)
-        if "rewards/accuracies" in stats:
-            text += "  acc {:.2f}".format(stats["rewards/accuracies"])
-        if "rewards/margins" in stats:
-            text += "  margin {:.3f}".format(stats["rewards/margins"])
-        self.progress.update(self.task, completed=step, stats=text)
+        text = format_stats(stats)
+        if not self.plain:
+            self.progress.update(self.task, completed=step, stats=text)
+        elif self.enabled:
+            elapsed = time.perf_counter() - self.start
+            done = step - self.start_step
+            eta = elapsed / done * (self.total - step) if done > 0 else 0.0
+            line = f"step {step}/{self.total}  {text}  elapsed {_clock(elapsed)}  eta {_clock(eta)}"
+            print(line, file=self.stream or sys.stderr, flush=True)
 
 
 def memory_mib() -> dict[str, float]:

@@ -297,9 +297,11 @@ class Loop:
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
         window_tokens, window_start = 0, time.perf_counter()
-        enabled = show_progress and self.accelerator.is_main_process
+        main = self.accelerator.is_main_process
+        # --no-progress: a plain line per logged step instead of the bar (logs, CI).
+        bar = ProgressBar(total_steps, enabled=main, plain=not show_progress, start=self.step)
         try:
-            with ProgressBar(total_steps, enabled=enabled) as bar:
+            with bar:
                 while self.step < total_steps:
                     epoch, micro = next(stream)
                     if epoch != epoch_now:
