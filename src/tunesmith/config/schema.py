@@ -180,8 +180,20 @@ class DataConfig(Section):
     datasets: list[DatasetConfig] = Field(..., min_length=1)
     identity: Identity | None = Field(None, description="Substitute {{name}}/{{author}}.")
     system: str | None = Field(None, description="System prompt added to every conversation.")
-    max_length: int = Field(512, ge=16)
-    truncation: Literal["drop", "truncate_left", "truncate_right"] = "drop"
+    max_length: int = Field(
+        2048, ge=16, description="Longest sample in tokens (LLaMA-Factory's cutoff_len)."
+    )
+    truncation: Literal["drop", "truncate_left", "truncate_right"] = Field(
+        "truncate_right",
+        description="Rows longer than max_length: truncate_right keeps the first whole exchanges "
+        "(then cuts tokens at the end), truncate_left the last ones, drop skips the row. Either "
+        "way a console warning counts them when more than 1% of a source is affected.",
+    )
+    allow_drop: bool = Field(
+        False,
+        description="Train even when a source loses more than half its rows (dropped for length "
+        "or skipped as bad); without it `tunesmith train` refuses to start.",
+    )
     packing: bool = True
     group_by_length: bool = Field(
         True, description="Without packing: batch samples of similar length (less padding)."

@@ -73,12 +73,13 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         renderer.options.image_seq_length = image_seq_length(processor)
         vision = cfg.model.vision
         renderer.options.allow_remote_images = bool(vision and vision.allow_remote_images)
-        return prepare(cfg.data, renderer), tokenizer, renderer
+        return prepare(cfg.data, renderer, refuse=False), tokenizer, renderer
     tokenizer = load_tokenizer(
         cfg.model.tokenizer or cfg.model.name, trust_remote_code=cfg.model.trust_remote_code
     )
     renderer = build_renderer(tokenizer, cfg.data, cfg.model.template, stage=stage)
-    return prepare(cfg.data, renderer, stage=stage), tokenizer, renderer
+    # refuse=False: show what train would refuse (in the report's warnings) instead of failing
+    return prepare(cfg.data, renderer, stage=stage, refuse=False), tokenizer, renderer
 
 
 def cmd_preview(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ __all__ = [
     "SourceReport",
     "build_renderer",
     "load_source",
+    "new_report",
     "prepare",
     "resolve_source",
     "write_report",
@@ -132,18 +133,25 @@ def load_source(
     return examples, report, result.wheres
 
 
-def prepare(cfg: DataConfig, renderer: Renderer, *, stage: str = "sft") -> PreparedData:
+def prepare(
+    cfg: DataConfig, renderer: Renderer, *, stage: str = "sft", refuse: bool = True
+) -> PreparedData:
     """Run the whole pipeline for a training stage.
 
     ``sft`` / ``pt`` here; the preference stages (``dpo``, ``orpo``, ``simpo``, ``kto``) go
     through ``data.pairs.prepare_pairs``, so every stage's data can be inspected the same way.
     ``cfg.loss_weights`` reaches a renderer built without them (e.g. by a recipe's own builder);
     sources are served from the on-disk cache when ``cfg.cache`` and their fingerprint match.
+
+    Raises:
+        DataError: with ``refuse`` (training), a source loses most of its rows and
+            ``data.allow_drop`` is off (``report.refusal()``); ``data stats`` passes ``False`` and
+            shows the reason instead.
     """
     if stage in ("dpo", "orpo", "simpo", "kto"):
         from tunesmith.data.pairs import prepare_pairs  # pairs imports this module
 
-        return prepare_pairs(cfg, renderer, stage=stage)
+        return prepare_pairs(cfg, renderer, stage=stage, refuse=refuse)
     t0 = time.perf_counter()
     if cfg.loss_weights and renderer.options.loss_weights is None:
         renderer.options.loss_weights = dict(cfg.loss_weights)
@@ -188,7 +196,7 @@ def prepare(cfg: DataConfig, renderer: Renderer, *, stage: str = "sft") -> Prepa
     for i, rep in enumerate(reports):
         rep.samples_in_mix = plan.counts[i]
         rep.resampled = plan.resampled(i)
-    report = DataReport(reports, max_length=cfg.max_length)
+    report = new_report(reports, cfg, refuse)
     report.set_lengths([len(s["input_ids"]) for s in train])
     if cfg.packing and train:
         from tunesmith.data.packing import pack_best_fit_decreasing, packing_efficiency
@@ -199,6 +207,17 @@ def prepare(cfg: DataConfig, renderer: Renderer, *, stage: str = "sft") -> Prepa
         report.packed_rows = len(rows)
     report.seconds = time.perf_counter() - t0
     return PreparedData(train, val, report)
+
+
+def new_report(sources: list[SourceReport], cfg: DataConfig, refuse: bool) -> DataReport:
+    """The mix report; raises ``DataError`` when ``refuse`` and a source loses most of its rows."""
+    report = DataReport(
+        sources, max_length=cfg.max_length, truncation=cfg.truncation, allow_drop=cfg.allow_drop
+    )
+    why = report.refusal()
+    if refuse and why:
+        raise DataError(why)
+    return report
 
 
 def _source_samples(

@@ -35,10 +35,10 @@ import torch
 
 from tunesmith.config.schema import DataConfig, DatasetConfig
 from tunesmith.data.collate import collate_padded
-from tunesmith.data.engine import PreparedData, load_source, val_count
+from tunesmith.data.engine import PreparedData, load_source, new_report, val_count
 from tunesmith.data.mixing import draw, interleave, plan_mix
 from tunesmith.data.render import Rendered, Renderer, SkipSample
-from tunesmith.data.report import DataReport, SourceReport
+from tunesmith.data.report import SourceReport
 from tunesmith.data.types import Conversation, KTOExample, Message, PreferencePair
 from tunesmith.errors import DataError
 
@@ -237,11 +237,14 @@ def _trained_tokens(sample: dict[str, Any]) -> int:
 
 
 # ---- the pipeline -----------------------------------------------------------------------------
-def prepare_pairs(cfg: DataConfig, renderer: Renderer, *, stage: str) -> PreparedData:
+def prepare_pairs(
+    cfg: DataConfig, renderer: Renderer, *, stage: str, refuse: bool = True
+) -> PreparedData:
     """Sources -> rendered pairs (or KTO examples) -> validation split -> mix, with a report.
 
     ``renderer`` is the run's renderer; replies-only labelling is applied here. For ``kto``,
-    preference pairs are split into a desirable and an undesirable example.
+    preference pairs are split into a desirable and an undesirable example. ``refuse``: as in
+    ``engine.prepare`` (a source that loses most of its rows is an error).
     """
     t0 = time.perf_counter()
     if stage not in (*PAIR_STAGES, "kto"):
@@ -289,7 +292,7 @@ def prepare_pairs(cfg: DataConfig, renderer: Renderer, *, stage: str) -> Prepare
     if stage == "kto":
         _attach_kl(train, cfg.max_length)
         _attach_kl(val, cfg.max_length)
-    report = DataReport(reports, max_length=cfg.max_length)
+    report = new_report(reports, cfg, refuse)
     report.set_lengths([_length(s) for s in train])
     report.seconds = time.perf_counter() - t0
     return PreparedData(train, val, report)

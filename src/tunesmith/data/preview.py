@@ -197,6 +197,13 @@ def print_preview(
     for s in report.sources:
         for reason, count in s.skipped.items():
             console.print(f"skipped in {s.name}: {reason} — {count}", markup=False)
+    for line in report.warnings():
+        console.print(line, style="bold yellow", markup=False, highlight=False)
+    refusal = report.refusal()
+    if refusal:
+        console.print(
+            f"`tunesmith train` refuses to start: {refusal}", style="bold red", markup=False
+        )
     console.print("Token lengths:")
     for line in histogram(report.lengths, report.max_length):
         console.print(line, markup=False, highlight=False)

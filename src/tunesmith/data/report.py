@@ -1,7 +1,9 @@
 """The mix report: per source rows read / kept / skipped by reason / resampled, shares of the mix.
 
 Written to the run directory as ``data_report.md``, printed by ``tunesmith data preview`` and given
-as JSON by ``tunesmith data stats --json``.
+as JSON by ``tunesmith data stats --json``. ``warnings`` are the console lines for sources of which
+more than ``WARN_SHARE`` was cut or dropped; ``refusal`` is why ``train`` will not start (a source
+losing more than ``REFUSE_SHARE`` of its rows without ``data.allow_drop``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,19 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+WARN_SHARE = 0.01
+"""A source with more than this share of its rows truncated or dropped gets a console warning."""
+REFUSE_SHARE = 0.5
+"""``train`` refuses a source that loses more than this share, unless ``data.allow_drop``."""
+LENGTH_REASONS = frozenset(
+    {
+        "longer than max_length",
+        "no trained tokens left after truncation",
+        "image tokens alone exceed max_length",
+    }
+)
+"""Skip reasons that ``data.max_length`` / ``data.truncation`` decide (the others are bad rows)."""
 
 
 @dataclass
@@ -38,6 +53,68 @@ class SourceReport:
         """Rows that were read but are not usable."""
         return sum(self.skipped.values())
 
+    @property
+    def rows_total(self) -> int:
+        """Rows considered: those read, or more where one row gives several samples (a pair
+        split into two KTO examples)."""
+        return max(self.rows_read, self.rows_kept + self.rows_skipped)
+
+    def _length_skips(self) -> int:
+        return sum(n for r, n in self.skipped.items() if r in LENGTH_REASONS)
+
+    def warning(self, max_length: int | None, truncation: str | None) -> str | None:
+        """The console line when more than ``WARN_SHARE`` of the rows were cut or dropped."""
+        total, cut, long = self.rows_total, self.truncated, self._length_skips()
+        bad = self.rows_skipped - long
+        if not total or (cut + long + bad) / total <= WARN_SHARE:
+            return None
+        parts = []
+        if cut:
+            parts.append(f"{cut} truncated to data.max_length {max_length}")
+        for n, reasons in ((long, True), (bad, False)):
+            if n:
+                why = ", ".join(
+                    f"{r}: {k}" for r, k in self.skipped.items() if (r in LENGTH_REASONS) == reasons
+                )
+                parts.append(f"{n} {'dropped' if reasons else 'skipped as bad'} ({why})")
+        fixes = []
+        if long and truncation == "drop":
+            fixes.append(
+                "set data.truncation: truncate_right to keep them cut to fit, or raise "
+                f"data.max_length (now {max_length})"
+            )
+        elif cut or long:
+            fixes.append(f"raise data.max_length (now {max_length}) to keep them whole")
+        if bad:
+            fixes.append("fix those rows (data_report.md lists them by reason)")
+        affected = cut + long + bad
+        return (
+            f"warning: {self.name}: {affected} of {total} rows ({_pct(affected, total)}) not "
+            f"trained whole: {', '.join(parts)}; {'; '.join(fixes)}"
+        )
+
+    def refusal(self, index: int, max_length: int | None, truncation: str | None) -> str | None:
+        """Why ``train`` will not start on this source (it loses most of its rows), or None."""
+        total, lost = self.rows_total, self.rows_skipped
+        if not total or lost / total <= REFUSE_SHARE:
+            return None
+        why = ", ".join(f"{r}: {n}" for r, n in self.skipped.items())
+        if self._length_skips() * 2 < lost:
+            fix = "fix the data"
+        elif truncation == "drop":
+            fix = f"set data.truncation: truncate_right or raise data.max_length (now {max_length})"
+        else:
+            fix = f"raise data.max_length (now {max_length})"
+        return (
+            f"data.datasets.{index} ({self.name}): {lost} of {total} rows ({_pct(lost, total)}) "
+            f"would not train ({why}); {fix}, or set data.allow_drop: true to train on the "
+            f"{total - lost} left"
+        )
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f}%"
+
 
 @dataclass
 class DataReport:
@@ -49,6 +126,8 @@ class DataReport:
     packed_rows: int | None = None
     max_length: int | None = None
     lengths: list[int] = field(default_factory=list, repr=False)
+    truncation: str | None = None
+    allow_drop: bool = False
 
     @property
     def samples(self) -> int:
@@ -64,6 +143,19 @@ class DataReport:
     def time_saved(self) -> float:
         """Preprocessing seconds the cache saved in this run."""
         return sum(s.time_saved for s in self.sources)
+
+    def warnings(self) -> list[str]:
+        """One console line per source with more than ``WARN_SHARE`` of its rows cut or dropped."""
+        lines = [s.warning(self.max_length, self.truncation) for s in self.sources]
+        return [line for line in lines if line]
+
+    def refusal(self) -> str | None:
+        """Why ``train`` refuses to start (a source loses most of its rows), or None; always None
+        with ``data.allow_drop``."""
+        if self.allow_drop:
+            return None
+        why = (s.refusal(i, self.max_length, self.truncation) for i, s in enumerate(self.sources))
+        return next((w for w in why if w), None)
 
     def set_lengths(self, lengths: list[int]) -> None:
         """Record the token lengths of the training samples (for stats and the histogram)."""
@@ -114,6 +206,8 @@ class DataReport:
             "length": self.length_stats(),
             "seconds": round(self.seconds, 3),
             "time_saved": round(self.time_saved, 3),
+            "warnings": self.warnings(),
+            "refusal": self.refusal(),
         }
 
     def summary_lines(self) -> list[str]:
@@ -156,6 +250,12 @@ class DataReport:
         if skipped:
             lines += ["", "Skipped rows by reason:", ""]
             lines += [f"- {name}: {reason} — {n}" for name, reason, n in skipped]
+        notes = self.warnings()
+        refusal = self.refusal()
+        if refusal:
+            notes.append(f"`tunesmith train` refuses to start: {refusal}")
+        if notes:
+            lines += ["", "Warnings:", "", *[f"- {line}" for line in notes]]
         hits = [s for s in self.sources if s.cache == "hit"]
         done = f"\nPrepared in {self.seconds:.1f} s."
         if hits:

@@ -41,7 +41,8 @@ def run(tok: Any, cfg: DataConfig, template: str | None = None, stage: str = "sf
 
 def test_counts_skips_val_and_report(tok: Any, tmp_path: Path) -> None:
     rows = [qa(i) for i in range(20)] + [qa(99, words=200)]
-    cfg = cfg_for({"path": write(tmp_path / "a.jsonl", rows)}, max_length=64, val_size=0.1)
+    path = write(tmp_path / "a.jsonl", rows)
+    cfg = cfg_for({"path": path}, max_length=64, val_size=0.1, truncation="drop")
     data = run(tok, cfg)
     (src,) = data.report.as_dict()["datasets"]
     assert (src["rows_read"], src["rows_kept"], src["rows_skipped"]) == (21, 20, 1)
@@ -115,7 +116,7 @@ def test_config_level_problems_are_one_line_errors(tok: Any, tmp_path: Path) -> 
         run(tok, cfg_for({"path": str(empty)}))
     long = write(tmp_path / "long.jsonl", [qa(1, words=300)])
     with pytest.raises(DataError) as err:
-        run(tok, cfg_for({"path": good}, {"path": long}, max_length=32))
+        run(tok, cfg_for({"path": good}, {"path": long}, max_length=32, truncation="drop"))
     assert str(err.value) == (
         f"data.datasets.1 ({long}): no usable samples (1 rows read; skipped longer than "
         "max_length: 1); check max_length and the data"

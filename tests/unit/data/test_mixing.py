@@ -75,6 +75,7 @@ def test_engine_mix_1_2_0_1_and_report(tiny_qwen2: Path) -> None:
         ],
         identity={"name": "Nova", "author": "Acme"},
         max_length=1024,
+        truncation="drop",
         total_samples=620,
     )
     tok = load_tokenizer(str(tiny_qwen2))

@@ -159,7 +159,9 @@ def test_skips_are_counted_in_the_report(tmp_path: Path, tokenizer: Any) -> None
     ]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = DataConfig(datasets=[{"path": str(path)}], max_length=48)
+    cfg = DataConfig(
+        datasets=[{"path": str(path)}], max_length=48, truncation="drop", allow_drop=True
+    )
     data = prepare_pairs(cfg, renderer(tokenizer, max_length=48), stage="dpo")
     src = data.report.sources[0]
     assert len(data.train) == 1

@@ -68,7 +68,7 @@ def config(tmp_path: Path, tiny_qwen2: Path) -> str:
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
         f"model:\n  name: {tiny_qwen2}\ndata:\n  datasets:\n    - path: {data}\n"
-        "  max_length: 64\n  cache: false\n",
+        "  max_length: 64\n  truncation: drop\n  cache: false\n",
         "utf-8",
     )
     return str(cfg)

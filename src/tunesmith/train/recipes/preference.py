@@ -144,6 +144,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         f"data: {data.report.samples} {unit}, {data.report.trained_tokens:,} trained tokens — "
         f"see {run_dir / 'data_report.md'}"
     )
+    for line in data.report.warnings():  # sources cut or dropped by more than 1 %
+        say(line)
 
     # 2. Model, what trains, and the reference.
     model = load_model(

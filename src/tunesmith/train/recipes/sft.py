@@ -321,6 +321,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         f"data: {data.report.samples} samples, {data.report.trained_tokens:,} trained tokens "
         f"from {len(data.report.sources)} source(s) — see {run_dir / 'data_report.md'}"
     )
+    for line in data.report.warnings():  # sources cut or dropped by more than 1 %
+        say(line)
 
     # 2. Model and what trains.
     model = load_model(
