@@ -298,7 +298,7 @@ lf_run() {
   rm -rf "$WORK/$1_out" # a later round starts afresh (LF refuses a non-empty output_dir)
   timed "$1" "$LF_PY" "$HELPER" lf-train "$WORK/$1.yaml" "$WORK/$1.json" "${@:2}"
 }
-ts_run() { timed "$1" "$TUNESMITH" train "$WORK/$1.yaml" --no-progress; }
+ts_run() { timed "$1" "$TUNESMITH" train "$WORK/$1.yaml" --no-progress --overwrite; } # rounds reuse the dir
 
 say "cross-check runs (1 step on an 8-sample slice):"
 lf_run xcheck_lf_default --xcheck

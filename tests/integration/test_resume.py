@@ -96,3 +96,43 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, tiny_qwen2: Pa
 
     steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [s for s in steps if s] == sorted(set(steps))
+
+
+def test_resume_skips_a_damaged_checkpoint_and_a_torn_metrics_line(
+    tmp_path: Path, tiny_qwen2: Path
+) -> None:
+    """Issue 14: the newest checkpoint's marker torn, the metrics' last line torn (a kill while
+    they were written or copied): --resume says so, continues from the older checkpoint and ends
+    with the uninterrupted run's weights. Issue 15: a plain re-run is refused, --overwrite not."""
+    import json
+
+    run_dir = tmp_path / "run"
+    cfg = write_config(tmp_path / "cfg.yaml", run_dir, max_steps=4)
+    first = subprocess.run(train_cmd(cfg), env=env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    straight = weights(run_dir)
+    older, newest = (run_dir / "checkpoints" / f"step-0000000{n}" for n in (2, 4))
+    marker = newest / "complete.json"
+    marker.write_bytes(marker.read_bytes()[:40])
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "lo')
+
+    out = subprocess.run(
+        train_cmd(cfg, "--resume"), env=env(), capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    said = "".join((out.stdout + out.stderr).split())  # rich wraps long lines, even in a path
+    assert "".join(f"skipping {newest}: complete.json is not valid JSON".split()) in said
+    assert "".join(f"resumed from {older} (step 2)".split()) in said
+    resumed = weights(run_dir)
+    assert max(float((straight[k] - resumed[k]).abs().max()) for k in straight) <= 1e-6
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(x)["step"] for x in lines]
+    assert steps == [1, 2, 3, 4]  # each once: the torn line and the replayed steps are gone
+
+    again = subprocess.run(train_cmd(cfg), env=env(), capture_output=True, text=True, timeout=600)
+    errors = [line for line in again.stderr.splitlines() if line.startswith("error:")]
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr
+    assert len(errors) == 1 and "holds a finished run" in errors[0]
+    assert "--overwrite (output.overwrite=true)" in errors[0]
+    assert weights(run_dir).keys() == straight.keys()  # untouched

@@ -387,7 +387,11 @@ class OutputConfig(Section):
 
     name: str = Field("run", description="Run name; the default directory is runs/<name>.")
     dir: str | None = Field(None, description="Run directory (default: runs/<name>).")
-    overwrite: bool = True
+    overwrite: bool = Field(
+        False,
+        description="Replace an earlier run in the run directory (--overwrite). Without it a "
+        "finished or started run there is kept and training stops with the ways out (--resume).",
+    )
 
     @field_validator("name")
     @classmethod

@@ -43,7 +43,6 @@ from tunesmith.train.recipes.sft import (
     make_accelerator,
     make_optimizer,
     make_scheduler,
-    prepare_run_dir,
     resume,
     save_result,
     seed_everything,
@@ -116,9 +115,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import load_model, load_tokenizer
     from tunesmith.train.batches import steps_per_epoch
-    from tunesmith.train.checkpoint import resolve_resume
     from tunesmith.train.loop import Loop
-    from tunesmith.train.recipes.sft import checkpoint_step
+    from tunesmith.train.run_dir import open_run
 
     say = console.print if console is not None else print
     t_start = time.perf_counter()
@@ -126,8 +124,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     check_settings(cfg)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
-    run_dir = prepare_run_dir(cfg, resume_step=checkpoint_step(ckpt) if ckpt else None)
+    ckpt, run_dir = open_run(cfg, say)
     seed_everything(tc.seed)
     accelerator = make_accelerator(cfg, run_dir, say)
     say = say if accelerator.is_main_process else (lambda *a, **k: None)

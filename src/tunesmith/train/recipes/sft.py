@@ -40,51 +40,24 @@ class TrainResult:
     steps: int
 
 
-def prepare_run_dir(cfg: RunConfig, *, resume_step: int | None = None) -> Path:
-    """Create (or clear) the run directory and write the resolved config.
+def prepare_run_dir(cfg: RunConfig, *, resume_step: int | None = None, say: Any = None) -> Path:
+    """Create the run directory and write the resolved config.
 
-    When resuming, checkpoints are kept and ``metrics.jsonl`` is cut back to the resumed step.
+    When resuming, checkpoints are kept and ``metrics.jsonl`` is cut back to the resumed step;
+    otherwise an earlier run there is replaced only when asked to (see ``train/run_dir.py``).
     """
+    from tunesmith.train.callbacks import MetricsLog
+    from tunesmith.train.run_dir import start_fresh
+
     run_dir = Path(cfg.output.run_dir)
     check_output_dir(run_dir)  # again: a file may have appeared there since validation
     if resume_step is not None:
-        _truncate_metrics(run_dir / "metrics.jsonl", resume_step)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        if not cfg.output.overwrite:
-            raise ConfigError(
-                f"output.dir {run_dir}: exists and output.overwrite is false; choose another dir"
-            )
-        for name in (*RUN_FILES, "checkpoints"):
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        MetricsLog(run_dir / "metrics.jsonl").trim(resume_step)
+    else:
+        start_fresh(cfg, run_dir, say)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     return run_dir
-
-
-RUN_FILES = (
-    "metrics.jsonl",
-    "samples.jsonl",
-    "loss.png",
-    "data_report.md",
-    "model",
-    "adapter",
-    "train_summary.json",
-)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    if not path.is_file():
-        return
-    keep = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
-    ]
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
 def seed_everything(seed: int) -> None:
@@ -276,8 +249,13 @@ def resume(
     }
     state: dict[str, Any] = {"step": 0, "epoch": 0, "steps_in_epoch": 0}
     if ckpt is not None:
-        state = load_checkpoint(
-            ckpt, model=model, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator
+        state = load_checkpoint(  # verified by resolve_resume (open_run) already
+            ckpt,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            accelerator=accelerator,
+            verify=False,
         )
         check_guard(state.get("guard", {}), guard, ckpt)
         say(f"resumed from {ckpt} (step {state['step']})")
@@ -295,17 +273,15 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import load_model, load_tokenizer
     from tunesmith.train.batches import make_batches, steps_per_epoch
-    from tunesmith.train.checkpoint import resolve_resume
     from tunesmith.train.loop import Loop
+    from tunesmith.train.run_dir import open_run
 
     say = console.print if console is not None else print
     t_start = time.perf_counter()
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
-    resume_step = checkpoint_step(ckpt) if ckpt else None
-    run_dir = prepare_run_dir(cfg, resume_step=resume_step)
+    ckpt, run_dir = open_run(cfg, say)
     seed_everything(tc.seed)
     accelerator = make_accelerator(cfg, run_dir, say)
     say = say if accelerator.is_main_process else (lambda *a, **k: None)

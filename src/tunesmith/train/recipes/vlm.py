@@ -30,13 +30,11 @@ from tunesmith.errors import ConfigError
 from tunesmith.train.recipes.sft import (
     TrainResult,
     build_renderer,
-    checkpoint_step,
     enable_activation_checkpointing,
     gathered_state_dict,
     make_accelerator,
     make_optimizer,
     make_scheduler,
-    prepare_run_dir,
     resume,
     seed_everything,
 )
@@ -132,8 +130,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         load_llava_for_training,
     )
     from tunesmith.train.batches import steps_per_epoch
-    from tunesmith.train.checkpoint import resolve_resume
     from tunesmith.train.loop import Loop
+    from tunesmith.train.run_dir import open_run
 
     check_stage(cfg)
     say = console.print if console is not None else print
@@ -143,8 +141,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     allow_remote = bool(vision and vision.allow_remote_images)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    ckpt = resolve_resume(Path(cfg.output.run_dir), tc.resume)
-    run_dir = prepare_run_dir(cfg, resume_step=checkpoint_step(ckpt) if ckpt else None)
+    ckpt, run_dir = open_run(cfg, say)
     seed_everything(tc.seed)
     accelerator = make_accelerator(cfg, run_dir, say)
     say = say if accelerator.is_main_process else (lambda *a, **k: None)
