@@ -80,8 +80,10 @@ def start(engine: Engine, **limits: Any) -> tuple[BackgroundServer, openai.OpenA
 
 
 @pytest.fixture(scope="module")
-def served(engine: Engine) -> Iterator[tuple[BackgroundServer, openai.OpenAI]]:
-    srv, client = start(engine, max_images=3)
+def served(
+    engine: Engine, images: dict[str, Path]
+) -> Iterator[tuple[BackgroundServer, openai.OpenAI]]:
+    srv, client = start(engine, max_images=3, image_dirs=(str(images["red"].parent),))
     yield srv, client
     srv.stop()
 
@@ -207,19 +209,53 @@ def test_bad_image_requests_are_400s(
 
     body = refused(ask("https://example.com/cat.png"))
     assert body["param"] == "messages[0].content[0]" and body["code"] == "remote_image_refused"
-    (tmp_path / "bad.png").write_bytes(b"not a png")
+    bad_png = images["red"].parent / "bad.png"  # in the server's image directory
+    bad_png.write_bytes(b"not a png")
     bad = ask(str(images["red"]))
-    bad[0]["content"].append({"type": "image_url", "image_url": {"url": str(tmp_path / "bad.png")}})
+    bad[0]["content"].append({"type": "image_url", "image_url": {"url": str(bad_png)}})
     body = refused(bad)
     assert body["param"] == "messages[0].content[2]" and "unreadable" in body["message"]
-    body = refused(ask(str(tmp_path / "missing.png")))
-    assert body["param"] == "messages[0].content[0]"
+    body = refused(ask(str(images["red"].parent / "missing.png")))
+    assert body["param"] == "messages[0].content[0]" and "no such file" in body["message"]
     body = refused(ask("data:image/png;base64,????"))
     assert "base64" in body["message"]
     many = ask(data_uri(images["red"]))
     many[0]["content"] = many[0]["content"][:1] * 4
     body = refused(many)
     assert body["code"] == "too_many_images" and "3 per request" in body["message"]
+
+
+def test_server_side_files_only_under_image_dirs(
+    engine: Engine, model: str, images: dict[str, Path], client: openai.OpenAI, tmp_path: Path
+) -> None:
+    """No --image-dir: base64 only. With one: files under it, and nothing said of others."""
+    secret = png(tmp_path / "secret.png", (1, 2, 3))
+    (images["red"].parent / "link.png").symlink_to(secret)
+    inside = chat(client, model, ask(str(images["red"])))
+    assert inside.choices[0].message.content
+
+    def refusal(c: openai.OpenAI, url: str) -> str:
+        with pytest.raises(openai.BadRequestError) as info:
+            chat(c, model, ask(url))
+        assert info.value.body["code"] == "local_image_refused"
+        return info.value.body["message"].replace(url, "URL")
+
+    outside = [
+        str(secret),
+        str(tmp_path / "missing.png"),
+        f"file://{secret}",
+        str(images["red"].parent / ".." / secret.parent.name / "secret.png"),
+        str(images["red"].parent / "link.png"),
+        "/etc/passwd",
+    ]
+    assert len({refusal(client, u) for u in outside}) == 1
+    srv, closed = start(engine)  # the default: no server-side files at all
+    try:
+        assert len({refusal(closed, u) for u in [*outside, str(images["red"])]}) == 1
+        got = chat(closed, model, ask(data_uri(images["red"]))).choices[0].message.content
+        assert got == inside.choices[0].message.content
+    finally:
+        srv.stop()
 
 
 def test_remote_images_only_with_the_opt_in(

@@ -206,6 +206,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     max_images = getattr(args, "max_images", None)
     if max_images is not None and max_images < 0:
         raise ConfigError(f"--max-images {max_images}: must be >= 0")
+    image_dirs = []
+    for d in getattr(args, "image_dir", None) or []:
+        if not Path(d).is_dir():
+            raise ConfigError(f"--image-dir {d}: not a directory")
+        image_dirs.append(str(Path(d).resolve()))
     limits = Limits(
         max_body_bytes=opts.max_body_bytes,
         max_tokens=opts.max_tokens,
@@ -213,6 +218,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_concurrent=opts.max_concurrent,
         max_images=Limits.max_images if max_images is None else max_images,
         allow_remote_images=bool(getattr(args, "allow_remote_images", False)),
+        image_dirs=tuple(image_dirs),
     )
     print(f"serving {', '.join(engine.model_names())} on http://{opts.host}:{opts.port}/v1")
     if not api_key and opts.host not in ("127.0.0.1", "localhost", "::1"):
@@ -241,7 +247,13 @@ def add_serve(sub: Any) -> argparse.ArgumentParser:
     s.add_argument(
         "--allow-remote-images",
         action="store_true",
-        help="download http(s) image_url parts (refused by default: only local files, base64)",
+        help="download http(s) image_url parts (refused by default: base64 data: URIs only)",
+    )
+    s.add_argument(
+        "--image-dir",
+        action="append",
+        metavar="DIR",
+        help="clients may name image files under DIR (repeatable; default: none, base64 only)",
     )
     s.set_defaults(func=cmd_serve)
     return s

@@ -4,14 +4,17 @@ Requests are validated here (types, ranges); unknown fields are ignored so newer
 working. Responses are plain dicts built in ``server.py``, matching OpenAI's field names.
 
 User messages may carry OpenAI content parts: ``text`` and ``image_url`` (``data:image/...;base64``
-URIs, ``file://`` URLs and local paths; ``http(s)`` URLs only when the server allows them). Each
-image part becomes an ``<image>`` placeholder at its place in the text, and its image is decoded
-for the vision-language model's processor; a problem is a 400 naming ``messages[i].content[j]``.
+URIs; ``file://`` URLs and paths only under the server's image directories, ``http(s)`` URLs only
+when the server allows them). Each image part becomes an ``<image>`` placeholder at its place in
+the text, and its image is decoded for the vision-language model's processor; a problem is a 400
+naming ``messages[i].content[j]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -351,15 +354,77 @@ def _image_ref(part: dict[str, Any], where: str) -> str:
     return url.strip()
 
 
-def load_images(parts: list[ImagePart], *, allow_remote: bool = False) -> list[Any]:
-    """Decode the images of a request (RGB ``PIL.Image``), in order.
+def _file_path(ref: str) -> str | None:
+    """The path a local reference names: itself, or a ``file://`` URL's (``None``: other host)."""
+    from urllib.parse import unquote, urlsplit
+
+    if ref[:7].lower() != "file://":
+        return ref
+    url = urlsplit(ref)
+    return unquote(url.path) if url.netloc in ("", "localhost") else None
+
+
+def server_file(ref: str, image_dirs: Sequence[str | Path], *, label: str, where: str) -> str:
+    """The real path of a server-side image a client names, if it lies under ``image_dirs``.
+
+    Symlinks and ``..`` are resolved before the check; a relative path is looked up under each
+    directory in turn. Anything outside gets the same refusal whether it exists or not, so a
+    client learns nothing about the rest of the server's files.
 
     Raises:
-        APIError: 400 naming the part for a remote URL (unless ``allow_remote``), a missing
-            file, bad base64 or an unreadable image.
+        APIError: 400, ``local_image_refused`` outside the directories (or when there are
+            none), ``image_not_found`` for a missing file inside them.
     """
-    from pathlib import Path
+    why = (
+        "only files under this server's image directories may be named; send the image as a "
+        "base64 data: URI"
+        if image_dirs
+        else "this server reads no files for clients; send the image as a base64 data: URI "
+        "(or start the server with --image-dir DIR)"
+    )
+    refused = APIError(400, f"{label}: {why}", param=where, code="local_image_refused")
+    path = _file_path(ref)
+    if not image_dirs or not path:
+        raise refused
+    dirs = [Path(d).resolve() for d in image_dirs]
+    found_inside = False
+    for candidate in [Path(path)] if Path(path).is_absolute() else [d / path for d in dirs]:
+        try:
+            real = candidate.resolve()
+            if not any(real.is_relative_to(d) for d in dirs):
+                continue
+            found_inside = True
+            if real.is_file():
+                return str(real)
+        except (OSError, RuntimeError, ValueError):  # a loop, a NUL byte, a name too long
+            continue
+    if found_inside:
+        raise APIError(
+            400,
+            f"{label}: no such file in this server's image directories",
+            param=where,
+            code="image_not_found",
+        )
+    raise refused
 
+
+def load_images(
+    parts: list[ImagePart],
+    *,
+    allow_remote: bool = False,
+    image_dirs: Sequence[str | Path] = (),
+) -> list[Any]:
+    """Decode the images of a request (RGB ``PIL.Image``), in order.
+
+    Args:
+        parts: The request's image parts.
+        allow_remote: Download ``http(s)`` URLs instead of refusing them.
+        image_dirs: Server folders whose files clients may name (none: base64 only).
+
+    Raises:
+        APIError: 400 naming the part for a remote URL (unless ``allow_remote``), a file
+            outside ``image_dirs`` (see :func:`server_file`), bad base64 or an unreadable image.
+    """
     from tunesmith.data.images import is_remote, load_image, short_ref
     from tunesmith.errors import TunesmithError
 
@@ -374,22 +439,31 @@ def load_images(parts: list[ImagePart], *, allow_remote: bool = False) -> list[A
                 param=p.where,
                 code="remote_image_refused",
             )
-        local = p.ref.removeprefix("file://")
-        if not is_remote(p.ref) and not p.ref.startswith("data:") and not Path(local).is_file():
-            raise APIError(400, f"{label}: no such file on the server", param=p.where)
+        ref = p.ref
+        if ref[:5].lower() != "data:" and not is_remote(ref):
+            ref = server_file(ref, image_dirs, label=label, where=p.where)
         try:
-            out.append(load_image(p.ref, where=p.where, allow_remote=allow_remote))
+            out.append(load_image(ref, where=p.where, allow_remote=allow_remote))
         except TunesmithError as exc:
-            raise APIError(400, str(exc), param=p.where, code="invalid_image") from None
+            # Told with the client's own reference, not the resolved server path.
+            msg = str(exc).replace(f"{p.where}: image {short_ref(ref)}", label)
+            msg = msg.replace(ref, short_ref(p.ref)[:200])
+            raise APIError(400, msg, param=p.where, code="invalid_image") from None
         except Exception as exc:  # e.g. PIL's DecompressionBombError
+            why = str(exc).replace(ref, short_ref(p.ref)[:200])
             raise APIError(
-                400, f"{label}: unreadable image ({exc})", param=p.where, code="invalid_image"
+                400, f"{label}: unreadable image ({why})", param=p.where, code="invalid_image"
             ) from None
     return out
 
 
 def plan_chat(
-    engine: Any, req: ChatRequest, *, max_images: int = 8, allow_remote_images: bool = False
+    engine: Any,
+    req: ChatRequest,
+    *,
+    max_images: int = 8,
+    allow_remote_images: bool = False,
+    image_dirs: Sequence[str | Path] = (),
 ) -> ChatPlan:
     """Render the prompt; apply ``tools`` and ``tool_choice``; decode the request's images."""
     if req.logprobs:
@@ -430,7 +504,7 @@ def plan_chat(
             param="messages",
             code="too_many_images",
         )
-    images = load_images(parts, allow_remote=allow_remote_images)
+    images = load_images(parts, allow_remote=allow_remote_images, image_dirs=image_dirs)
     pixels = None
     try:
         messages = to_template_messages(raw)

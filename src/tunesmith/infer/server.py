@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,6 +57,7 @@ class Limits:
     max_sequences: int = 64  # prompts x n in one request
     max_images: int = 8  # image_url parts in one chat request
     allow_remote_images: bool = False  # download http(s) image URLs (refused by default)
+    image_dirs: tuple[str, ...] = ()  # folders whose files clients may name (none: base64 only)
 
 
 class Gate:
@@ -270,6 +272,7 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
     gate = Gate(limits.max_concurrent)
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None)
     app.state.gate = gate  # requests in flight, for tests and benchmarks
+    image_dirs = [Path(d).resolve() for d in limits.image_dirs]
     created = int(time.time())
 
     @app.exception_handler(APIError)
@@ -320,6 +323,7 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
         plan_args = {
             "max_images": limits.max_images,
             "allow_remote_images": limits.allow_remote_images,
+            "image_dirs": image_dirs,
         }
         if has_image_parts([m.model_dump() for m in req.messages]):
             # Decoding (or downloading) images must not stall the other requests' streams.

@@ -172,6 +172,14 @@ def test_serve_image_flags(
     assert (seen["limits"].allow_remote_images, seen["limits"].max_images) == (True, 2)
     with pytest.raises(ConfigError, match="--max-images -1"):
         run(parser, ["serve", str(tmp_path), "--max-images", "-1"])
+    assert seen["limits"].image_dirs == ()  # no server-side files unless asked for
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path)
+    run(parser, ["serve", str(tmp_path), "--image-dir", str(tmp_path / "a"), "--image-dir", "b"])
+    assert seen["limits"].image_dirs == tuple(str((tmp_path / d).resolve()) for d in "ab")
+    with pytest.raises(ConfigError, match=r"--image-dir .*nope: not a directory"):
+        run(parser, ["serve", str(tmp_path), "--image-dir", str(tmp_path / "nope")])
 
 
 class _FakeEngine:

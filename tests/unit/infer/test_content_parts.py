@@ -115,7 +115,7 @@ def test_images_load_from_data_uris_file_urls_and_paths(tmp_path: Path) -> None:
         ImagePart(f"file://{tmp_path / 'b.png'}", "messages[0].content[1]"),
         ImagePart(str(tmp_path / "b.png"), "messages[0].content[2]"),
     ]
-    images = load_images(parts)
+    images = load_images(parts, image_dirs=[tmp_path])
     assert [im.size for im in images] == [(8, 6), (5, 7), (5, 7)]
     assert all(im.mode == "RGB" for im in images)
     assert images[0].getpixel((0, 0)) == (255, 0, 0)
@@ -141,7 +141,7 @@ def test_remote_urls_are_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize(
     ("ref", "words"),
     [
-        ("/no/such/file.png", "no such file"),
+        ("/no/such/file.png", "data: URI"),
         ("data:image/png;base64,!!!notbase64", "base64"),
         ("data:image/png," + "x" * 10, "base64"),
         ("data:image/png;base64," + base64.b64encode(b"not an image").decode(), "unreadable"),
@@ -158,7 +158,79 @@ def test_unreadable_images_are_400s_naming_the_part(ref: str, words: str) -> Non
 def test_a_text_file_is_not_an_image(tmp_path: Path) -> None:
     (tmp_path / "notes.png").write_text("hello")
     with pytest.raises(APIError, match=r"messages\[0\]\.content\[0\].*unreadable"):
-        load_images([ImagePart(str(tmp_path / "notes.png"), "messages[0].content[0]")])
+        load_images(
+            [ImagePart(str(tmp_path / "notes.png"), "messages[0].content[0]")],
+            image_dirs=[tmp_path],
+        )
+
+
+def refusal(ref: str, **kw: Any) -> APIError:
+    """The error for one image part, with the part's own reference blanked out."""
+    with pytest.raises(APIError) as info:
+        load_images([ImagePart(ref, PART0)], **kw)
+    err = info.value
+    assert err.status == 400 and err.param == PART0 and "\n" not in err.message
+    err.message = err.message.replace(ref, "REF")
+    return err
+
+
+def test_local_paths_are_refused_by_default_whether_or_not_they_exist(tmp_path: Path) -> None:
+    (tmp_path / "cat.png").write_bytes(png_bytes((1, 2, 3)))
+    (tmp_path / "notes.txt").write_text("not an image")
+    refs = [
+        str(tmp_path / "cat.png"),
+        str(tmp_path / "missing.png"),
+        str(tmp_path / "notes.txt"),
+        str(tmp_path),
+        f"file://{tmp_path / 'cat.png'}",
+        f"file://{tmp_path / 'missing.png'}",
+        "/etc/passwd",
+        "cat.png",
+    ]
+    errors = [refusal(ref) for ref in refs]
+    assert {(e.message, e.code) for e in errors} == {(errors[0].message, "local_image_refused")}
+    assert "data: URI" in errors[0].message and "--image-dir" in errors[0].message
+
+
+def test_image_dirs_allow_files_under_them_only(tmp_path: Path) -> None:
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (allowed / "a b.png").write_bytes(png_bytes((10, 0, 0)))
+    (allowed / "sub" / "c.png").write_bytes(png_bytes((0, 10, 0)))
+    (outside / "secret.png").write_bytes(png_bytes((0, 0, 10)))
+    (allowed / "link.png").symlink_to(outside / "secret.png")
+    (allowed / "dangling.png").symlink_to(outside / "nothing.png")
+    (allowed / "up").symlink_to(outside)
+    dirs = {"image_dirs": [allowed]}
+    for ref, rgb in [
+        (str(allowed / "a b.png"), (10, 0, 0)),
+        ("file://" + str(allowed / "a%20b.png"), (10, 0, 0)),
+        ("file://localhost" + str(allowed / "sub" / "c.png"), (0, 10, 0)),
+        (str(allowed / "sub" / ".." / "sub" / "c.png"), (0, 10, 0)),
+        ("sub/c.png", (0, 10, 0)),  # relative: under an image directory
+    ]:
+        (got,) = load_images([ImagePart(ref, PART0)], **dirs)
+        assert got.getpixel((0, 0)) == rgb, ref
+    # Outside (directly, through "..", through symlinks): one answer, existing or not.
+    outside_refs = [
+        str(outside / "secret.png"),
+        str(outside / "nothing.png"),
+        str(allowed / ".." / "outside" / "secret.png"),
+        str(allowed / "nope" / ".." / ".." / "outside" / "nothing.png"),
+        "../outside/secret.png",
+        str(allowed / "link.png"),
+        str(allowed / "dangling.png"),
+        str(allowed / "up" / "secret.png"),
+        "file://otherhost" + str(allowed / "sub" / "c.png"),
+        str(allowed / "nul\x00.png"),
+    ]
+    errors = [refusal(ref, **dirs) for ref in outside_refs]
+    assert {(e.message, e.code) for e in errors} == {(errors[0].message, "local_image_refused")}
+    assert str(outside) not in errors[0].message and str(allowed) not in errors[0].message
+    # Inside, a missing file may say so: the client may read that directory anyway.
+    missing = refusal(str(allowed / "missing.png"), **dirs)
+    assert "no such file" in missing.message and missing.code != "local_image_refused"
 
 
 class FakeVLM:
