@@ -59,7 +59,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     stage: preference and KTO stages get their pairs / labelled examples)."""
     from tunesmith.config.load import load_config
     from tunesmith.data.engine import build_renderer, prepare
-    from tunesmith.model.loader import load_tokenizer
+    from tunesmith.model.loader import tokenizer_for
 
     cfg = load_config(_config_path(args.config), args.overrides)
     stage = cfg.method.stage
@@ -74,9 +74,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         vision = cfg.model.vision
         renderer.options.allow_remote_images = bool(vision and vision.allow_remote_images)
         return prepare(cfg.data, renderer, refuse=False), tokenizer, renderer
-    tokenizer = load_tokenizer(
-        cfg.model.tokenizer or cfg.model.name, trust_remote_code=cfg.model.trust_remote_code
-    )
+    tokenizer = tokenizer_for(cfg.model)  # errors name model.tokenizer or model.name
     renderer = build_renderer(tokenizer, cfg.data, cfg.model.template, stage=stage)
     # refuse=False: show what train would refuse (in the report's warnings) instead of failing
     return prepare(cfg.data, renderer, stage=stage, refuse=False), tokenizer, renderer

@@ -52,6 +52,11 @@ def locate(path_or_run: str, adapter: str | None = None) -> Loaded:
         if (p / "model").is_dir():
             return Loaded(str(p / "model"), adapter, str(p / "model"), run_cfg)
         raise ConfigError(f"{p}: run directory has no adapter/ or model/; did training finish?")
+    if adapter and not Path(adapter).expanduser().is_dir():
+        raise ConfigError(f"--adapter {adapter}: folder not found")
+    from tunesmith.model.loader import resolve_model_path
+
+    resolve_model_path(path_or_run, what=None)  # a missing path fails here, before any hub call
     return Loaded(path_or_run, adapter, adapter if adapter and has_tokenizer(adapter) else None)
 
 

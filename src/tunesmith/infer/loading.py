@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ConfigError
@@ -52,7 +53,12 @@ def check_quantizable(path: str, bits: int, device: str) -> None:
 
 
 def _load_quantized(name: str, *, dtype: str, bits: int, device: str) -> Any:
-    from tunesmith.model.loader import pick_dtype, quiet_transformers, resolve_model_path
+    from tunesmith.model.loader import (
+        damaged_file,
+        pick_dtype,
+        quiet_transformers,
+        resolve_model_path,
+    )
 
     try:
         import bitsandbytes  # noqa: F401
@@ -74,30 +80,41 @@ def _load_quantized(name: str, *, dtype: str, bits: int, device: str) -> Any:
         q = BitsAndBytesConfig(load_in_8bit=True)
         # bitsandbytes warns on every 8-bit matmul on CPU that inputs are cast to fp16.
         warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
+    from safetensors import SafetensorError
+
     try:
         return AutoModelForCausalLM.from_pretrained(
             path, quantization_config=q, dtype=compute, device_map={"": device}
         )
-    except (OSError, ValueError, ImportError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    except (OSError, ValueError, ImportError, SafetensorError) as exc:
+        problem = damaged_file(Path(path)) if Path(path).is_dir() else None
+        first = problem or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"--bits {bits}: cannot load {name!r} quantised ({first})") from None
 
 
 def attach_adapters(model: Any, named: dict[str, str]) -> tuple[Any, dict[str, str]]:
     """Load LoRA adapters onto ``model``; returns the PeftModel and public -> peft names."""
     from peft import PeftModel
+    from safetensors import SafetensorError
+
+    from tunesmith.model.loader import damaged_file
 
     keys: dict[str, str] = {}
     peft_model = model
     for i, (public, path) in enumerate(named.items()):
         key = re.sub(r"\W", "_", public) + f"_{i}"  # peft names must be module-safe
+        if not Path(path).is_dir():  # peft would take a missing folder for a hub id
+            raise ConfigError(f"adapter {public!r} at {path}: folder not found")
         try:
             with quiet_peft():
                 if i == 0:
                     peft_model = PeftModel.from_pretrained(model, path, adapter_name=key)
                 else:
                     peft_model.load_adapter(path, adapter_name=key)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
+            problem = damaged_file(Path(path))
+            if problem:
+                raise ConfigError(f"adapter {public!r}: {problem}") from None
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ConfigError(
                 f"adapter {public!r} at {path}: cannot load ({first[:200]})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,12 +216,35 @@ def resolve_builtin(name: str) -> Path:
     if not key.startswith("tiny-") or arch not in ARCHS:
         valid = ", ".join(f"{BUILTIN_PREFIX}tiny-{a}" for a in ARCHS)
         raise ConfigError(f"model.name {name!r}: unknown built-in model; choose one of {valid}")
+    builtin_notice(f"{BUILTIN_PREFIX}{key}")
     if arch == "llava":
         from tunesmith.model.tiny_vlm import resolve_tiny_vlm
 
         return resolve_tiny_vlm()
     spec = TinySpec(arch=arch)
     path = cache_root() / "models" / f"tiny-{arch}-{build_fingerprint(spec)}"
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").is_file() or _damaged(path):
         build_tiny(path, spec)
     return path
+
+
+def _damaged(path: Path) -> bool:
+    """Whether a cached build's weights are unreadable (an interrupted build or copy)."""
+    from tunesmith.model.loader import damaged_file
+
+    return damaged_file(path) is not None
+
+
+_noticed: set[str] = set()
+
+
+def builtin_notice(name: str) -> None:
+    """Say once per process (on stderr, main process only) that ``name`` has random weights."""
+    if name in _noticed or os.environ.get("RANK", "0") != "0":
+        return
+    _noticed.add(name)
+    print(
+        f"note: {name} has random weights (a tiny model for testing): it answers gibberish "
+        "until trained; `tunesmith recipes` marks the recipes that teach it something",
+        file=sys.stderr,
+    )
