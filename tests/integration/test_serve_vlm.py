@@ -219,6 +219,14 @@ def test_bad_image_requests_are_400s(
     assert body["param"] == "messages[0].content[0]" and "no such file" in body["message"]
     body = refused(ask("data:image/png;base64,????"))
     assert "base64" in body["message"]
+    huge = tmp_path / "huge.png"
+    from PIL import Image
+
+    Image.new("1", (5000, 5000)).save(huge)  # 25 Mpx in a few KiB
+    started = time.monotonic()
+    body = refused(ask(data_uri(huge)))
+    assert body["code"] == "image_too_large" and "5000x5000" in body["message"]
+    assert time.monotonic() - started < 5  # refused from the header, never decoded
     many = ask(data_uri(images["red"]))
     many[0]["content"] = many[0]["content"][:1] * 4
     body = refused(many)

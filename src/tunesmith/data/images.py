@@ -40,8 +40,16 @@ def is_remote(ref: str) -> bool:
     return bool(_REMOTE.match(ref))
 
 
-def _open(ref: str, where: str, allow_remote: bool) -> Any:
-    """A lazily-decoded ``PIL.Image`` for ``ref`` (only the header is read so far)."""
+class ImageTooLarge(DataError):
+    """An image whose header declares more pixels than allowed (refused before decoding)."""
+
+
+def _open(ref: str, where: str, allow_remote: bool, max_pixels: int | None = None) -> Any:
+    """A lazily-decoded ``PIL.Image`` for ``ref`` (only the header is read so far).
+
+    ``max_pixels``: refuse (``ImageTooLarge``) an image whose header declares more pixels;
+    a few KiB of PNG may otherwise decode into gigabytes.
+    """
     from PIL import Image, UnidentifiedImageError
 
     label = f"{where}: image {short_ref(ref)}"
@@ -67,10 +75,20 @@ def _open(ref: str, where: str, allow_remote: bool) -> Any:
     if isinstance(source, Path) and not source.is_file():
         raise DataError(f"{label}: file not found; fix the path or set media_dir")
     try:
-        return Image.open(source)
+        img = Image.open(source)
+    except Image.DecompressionBombError as exc:  # PIL's own, far higher limit
+        raise ImageTooLarge(f"{label}: too many pixels ({exc})") from None
     except (UnidentifiedImageError, OSError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{label}: unreadable image ({why}); replace or remove it") from None
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        img.close()
+        raise ImageTooLarge(
+            f"{label}: {width}x{height} is {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,}; send a smaller image"
+        )
+    return img
 
 
 def _fetch(url: str, label: str) -> bytes:
@@ -83,18 +101,22 @@ def _fetch(url: str, label: str) -> bytes:
         raise DataError(f"{label}: download failed ({exc}); use a local copy") from None
 
 
-def load_image(ref: str, *, where: str = "image", allow_remote: bool = False) -> Any:
+def load_image(
+    ref: str, *, where: str = "image", allow_remote: bool = False, max_pixels: int | None = None
+) -> Any:
     """Decode an image reference into an RGB ``PIL.Image``.
 
     Args:
         ref: A local path, a ``file://`` path, a base64 ``data:`` URI or (when allowed) a URL.
         where: The sample's location (``file:line``) for error messages.
         allow_remote: Download ``http(s)://`` images instead of refusing them.
+        max_pixels: Refuse images whose header declares more pixels, before decoding them.
 
     Raises:
-        DataError: missing, unreadable or truncated image; remote URL not allowed; bad base64.
+        DataError: missing, unreadable or truncated image; remote URL not allowed; bad base64;
+            ``ImageTooLarge`` over ``max_pixels``.
     """
-    img = _open(ref, where, allow_remote)
+    img = _open(ref, where, allow_remote, max_pixels)
     try:
         img.load()
         return img.convert("RGB")

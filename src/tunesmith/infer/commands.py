@@ -211,6 +211,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not Path(d).is_dir():
             raise ConfigError(f"--image-dir {d}: not a directory")
         image_dirs.append(str(Path(d).resolve()))
+    max_pixels = getattr(args, "max_image_pixels", None)
+    if max_pixels is not None and max_pixels < 1:
+        raise ConfigError(f"--max-image-pixels {max_pixels}: must be at least 1")
     limits = Limits(
         max_body_bytes=opts.max_body_bytes,
         max_tokens=opts.max_tokens,
@@ -219,6 +222,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_images=Limits.max_images if max_images is None else max_images,
         allow_remote_images=bool(getattr(args, "allow_remote_images", False)),
         image_dirs=tuple(image_dirs),
+        max_image_pixels=Limits.max_image_pixels if max_pixels is None else max_pixels,
     )
     print(f"serving {', '.join(engine.model_names())} on http://{opts.host}:{opts.port}/v1")
     if not api_key and opts.host not in ("127.0.0.1", "localhost", "::1"):
@@ -254,6 +258,12 @@ def add_serve(sub: Any) -> argparse.ArgumentParser:
         action="append",
         metavar="DIR",
         help="clients may name image files under DIR (repeatable; default: none, base64 only)",
+    )
+    s.add_argument(
+        "--max-image-pixels",
+        type=int,
+        metavar="N",
+        help="largest width x height of one image, checked before decoding (default 16777216)",
     )
     s.set_defaults(func=cmd_serve)
     return s

@@ -408,11 +408,16 @@ def server_file(ref: str, image_dirs: Sequence[str | Path], *, label: str, where
     raise refused
 
 
+#: Default cap on one image's pixels (4096 x 4096), checked in its header before decoding.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
 def load_images(
     parts: list[ImagePart],
     *,
     allow_remote: bool = False,
     image_dirs: Sequence[str | Path] = (),
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> list[Any]:
     """Decode the images of a request (RGB ``PIL.Image``), in order.
 
@@ -420,12 +425,14 @@ def load_images(
         parts: The request's image parts.
         allow_remote: Download ``http(s)`` URLs instead of refusing them.
         image_dirs: Server folders whose files clients may name (none: base64 only).
+        max_pixels: Largest width x height accepted, read from the header before decoding.
 
     Raises:
         APIError: 400 naming the part for a remote URL (unless ``allow_remote``), a file
-            outside ``image_dirs`` (see :func:`server_file`), bad base64 or an unreadable image.
+            outside ``image_dirs`` (see :func:`server_file`), bad base64, an image over
+            ``max_pixels`` (``image_too_large``) or an unreadable image.
     """
-    from tunesmith.data.images import is_remote, load_image, short_ref
+    from tunesmith.data.images import ImageTooLarge, is_remote, load_image, short_ref
     from tunesmith.errors import TunesmithError
 
     out = []
@@ -443,12 +450,15 @@ def load_images(
         if ref[:5].lower() != "data:" and not is_remote(ref):
             ref = server_file(ref, image_dirs, label=label, where=p.where)
         try:
-            out.append(load_image(ref, where=p.where, allow_remote=allow_remote))
+            out.append(
+                load_image(ref, where=p.where, allow_remote=allow_remote, max_pixels=max_pixels)
+            )
         except TunesmithError as exc:
             # Told with the client's own reference, not the resolved server path.
             msg = str(exc).replace(f"{p.where}: image {short_ref(ref)}", label)
             msg = msg.replace(ref, short_ref(p.ref)[:200])
-            raise APIError(400, msg, param=p.where, code="invalid_image") from None
+            code = "image_too_large" if isinstance(exc, ImageTooLarge) else "invalid_image"
+            raise APIError(400, msg, param=p.where, code=code) from None
         except Exception as exc:  # e.g. PIL's DecompressionBombError
             why = str(exc).replace(ref, short_ref(p.ref)[:200])
             raise APIError(
@@ -464,6 +474,7 @@ def plan_chat(
     max_images: int = 8,
     allow_remote_images: bool = False,
     image_dirs: Sequence[str | Path] = (),
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> ChatPlan:
     """Render the prompt; apply ``tools`` and ``tool_choice``; decode the request's images."""
     if req.logprobs:
@@ -504,7 +515,9 @@ def plan_chat(
             param="messages",
             code="too_many_images",
         )
-    images = load_images(parts, allow_remote=allow_remote_images, image_dirs=image_dirs)
+    images = load_images(
+        parts, allow_remote=allow_remote_images, image_dirs=image_dirs, max_pixels=max_image_pixels
+    )
     pixels = None
     try:
         messages = to_template_messages(raw)

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException
 from tunesmith.infer.batching import SequenceRejected
 from tunesmith.infer.decode import Delta, Failed, Finished
 from tunesmith.infer.protocol import (
+    MAX_IMAGE_PIXELS,
     APIError,
     ChatPlan,
     ChatRequest,
@@ -58,6 +59,7 @@ class Limits:
     max_images: int = 8  # image_url parts in one chat request
     allow_remote_images: bool = False  # download http(s) image URLs (refused by default)
     image_dirs: tuple[str, ...] = ()  # folders whose files clients may name (none: base64 only)
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # width x height of one image, from its header
 
 
 class Gate:
@@ -324,6 +326,7 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
             "max_images": limits.max_images,
             "allow_remote_images": limits.allow_remote_images,
             "image_dirs": image_dirs,
+            "max_image_pixels": limits.max_image_pixels,
         }
         if has_image_parts([m.model_dump() for m in req.messages]):
             # Decoding (or downloading) images must not stall the other requests' streams.

@@ -180,6 +180,11 @@ def test_serve_image_flags(
     assert seen["limits"].image_dirs == tuple(str((tmp_path / d).resolve()) for d in "ab")
     with pytest.raises(ConfigError, match=r"--image-dir .*nope: not a directory"):
         run(parser, ["serve", str(tmp_path), "--image-dir", str(tmp_path / "nope")])
+    assert seen["limits"].max_image_pixels == 4096 * 4096
+    run(parser, ["serve", str(tmp_path), "--max-image-pixels", "1000000"])
+    assert seen["limits"].max_image_pixels == 1_000_000
+    with pytest.raises(ConfigError, match="--max-image-pixels 0: must be at least 1"):
+        run(parser, ["serve", str(tmp_path), "--max-image-pixels", "0"])
 
 
 class _FakeEngine:

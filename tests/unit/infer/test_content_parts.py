@@ -280,3 +280,48 @@ def test_a_limit_on_images_per_request() -> None:
         plan_chat(FakeVLM(), chat_request(content), max_images=2)
     assert info.value.status == 400 and info.value.code == "too_many_images"
     assert "3 images" in info.value.message and "2 per request" in info.value.message
+
+
+def png_of_size(width: int, height: int, garbage: bool = False) -> bytes:
+    """A black 1-bit PNG of any size, a few KiB (or its header and garbage pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte, then the bits
+    pixels = b"\xde\xad" * 64 if garbage else zlib.compress(row * height, 9)
+    head = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    body = chunk(b"IHDR", head) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def b64(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_images_over_the_pixel_limit_are_refused_before_decoding() -> None:
+    big = png_of_size(5000, 5000)
+    assert len(big) < 20_000  # tiny on the wire, 25 Mpx decoded
+    # The garbage one shows the header is checked first: decoding it would fail otherwise.
+    for (w, h), data in [((5000, 5000), big), ((12000, 12000), png_of_size(12000, 12000, True))]:
+        err = refusal(b64(data))
+        assert err.code == "image_too_large", err.message
+        assert f"{w}x{h}" in err.message and "16,777,216" in err.message
+    (ok,) = load_images([ImagePart(b64(png_of_size(4096, 4096)), PART0)])  # exactly 16 Mpx
+    assert ok.size == (4096, 4096)
+    assert refusal(b64(png_of_size(20, 20)), max_pixels=399).code == "image_too_large"
+    (small,) = load_images([ImagePart(b64(png_of_size(20, 20)), PART0)], max_pixels=400)
+    assert small.size == (20, 20)
+
+
+def test_the_limit_covers_the_plan_and_the_server_default() -> None:
+    assert Limits().max_image_pixels == 16 * 2**20
+    content = [image(b64(png_of_size(30, 30))), {"type": "text", "text": "What is it?"}]
+    plan_chat(FakeVLM(), chat_request(content), max_image_pixels=900)
+    with pytest.raises(APIError) as info:
+        plan_chat(FakeVLM(), chat_request(content), max_image_pixels=899)
+    assert info.value.code == "image_too_large"
