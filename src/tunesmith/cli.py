@@ -87,15 +87,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = [*args.overrides, *(["train.resume=auto"] if args.resume else [])]
     cfg = load_config(resolve_config_arg(args.config), overrides)
+    from tunesmith.api import check_model_names, train  # the one stage -> recipe dispatch
+
     if args.nproc > 1 or args.nnodes > 1 or args.accelerate_config:
+        check_model_names(cfg)  # one error here rather than one per process
         return launch_distributed(args, overrides)
-    if cfg.method.stage in ("dpo", "orpo", "simpo", "kto"):
-        from tunesmith.train.recipes import preference as recipe
-    elif cfg.method.stage in ("vlm_pretrain", "vlm_sft"):
-        from tunesmith.train.recipes import vlm as recipe
-    else:
-        from tunesmith.train.recipes import sft as recipe
-    recipe.run(cfg, console=Console(stderr=True), show_progress=not args.no_progress)
+    train(cfg, console=Console(stderr=True), progress=not args.no_progress)
     return 0
 
 
