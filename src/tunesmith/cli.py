@@ -32,13 +32,39 @@ def recipe_list() -> dict[str, str]:
     return out
 
 
+#: What each shipped recipe does on the built-in tiny model, whose weights are random (from the
+#: recipes' header comments): ``learns`` something chat / eval show, ``partly``, or only runs the
+#: pipeline (``demo``: LoRA on random weights learns nothing meaningful).
+TINY_RESULT = {
+    "identity": "learns",  # full fine-tuning: name and language (identity score ~0.98)
+    "identity-lora": "partly",  # the identity, not the general data
+    "vlm-pretrain": "partly",  # stage 1 of 2: the projector only; chat after vlm-sft
+    "vlm-sft": "learns",  # colour and shape of held-out images
+    "sft-lora": "demo",
+    "dpo-lora": "demo",
+    "kto-lora": "demo",
+    "orpo-lora": "demo",
+    "simpo-lora": "demo",
+}
+TINY_LEGEND = (
+    "TINY: what the recipe does on the built-in tiny model (random weights): learns = trains "
+    "something chat and eval show; partly = see the recipe's header comment; demo = runs the "
+    "pipeline only (LoRA on random weights learns nothing meaningful): set model.name to a real "
+    "model"
+)
+
+
 # ---- commands -------------------------------------------------------------------------------
 def cmd_recipes(args: argparse.Namespace) -> int:
-    """List shipped recipes."""
+    """List shipped recipes, with what each learns on the tiny model."""
+    import textwrap
+
     recipes = recipe_list()
-    width = max(len(n) for n in recipes)
+    width = max(len(n) for n in (*recipes, "RECIPE"))
+    print(f"{'RECIPE':<{width}}  {'TINY':<6}  DESCRIPTION")
     for name, desc in recipes.items():
-        print(f"{name:<{width}}  {desc}")
+        print(f"{name:<{width}}  {TINY_RESULT.get(name, '?'):<6}  {desc}")
+    print("\n" + textwrap.fill(TINY_LEGEND, 100))
     print("\ncopy one with: tunesmith new RECIPE [PATH]")
     return 0
 
