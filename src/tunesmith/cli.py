@@ -69,6 +69,18 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print versions, CPU, GPUs, precision / attention choices and caches (for bug reports)."""
+    from tunesmith.sysinfo import collect, format_text
+
+    info = collect(measure=args.measure)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(format_text(info), end="")
+    return 0
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     """Copy a recipe for editing."""
     recipes = recipe_list()
@@ -244,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("recipes", help="list shipped recipes")
     r.set_defaults(func=cmd_recipes)
+
+    en = sub.add_parser("env", help="versions, CPU/GPU, precision and caches (for bug reports)")
+    en.add_argument("--json", action="store_true", help="one JSON object")
+    en.add_argument(
+        "--measure", action="store_true", help="time bf16 vs fp32 as precision auto does (~1 s)"
+    )
+    en.set_defaults(func=cmd_env)
 
     n = sub.add_parser("new", help="copy a shipped recipe for editing")
     n.add_argument("recipe")
