@@ -71,12 +71,14 @@ class SourceReport:
         parts = []
         if cut:
             parts.append(f"{cut} truncated to data.max_length {max_length}")
-        for n, reasons in ((long, True), (bad, False)):
+        for n, for_length in ((long, True), (bad, False)):
             if n:
                 why = ", ".join(
-                    f"{r}: {k}" for r, k in self.skipped.items() if (r in LENGTH_REASONS) == reasons
+                    f"{r}: {k}"
+                    for r, k in self.skipped.items()
+                    if (r in LENGTH_REASONS) == for_length
                 )
-                parts.append(f"{n} {'dropped' if reasons else 'skipped as bad'} ({why})")
+                parts.append(f"{n} {'dropped' if for_length else 'skipped as bad'} ({why})")
         fixes = []
         if long and truncation == "drop":
             fixes.append(
