@@ -28,6 +28,8 @@ IMAGE_TOKEN = "<image>"
 IGNORE_INDEX = -100
 _REMOTE = re.compile(r"^(https?|s3|gs)://", re.IGNORECASE)
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w/+.-]*)?(?P<b64>;base64)?,", re.IGNORECASE)
+#: Largest remote image downloaded (when remote images are allowed at all).
+MAX_DOWNLOAD_BYTES = 64 << 20
 
 
 def short_ref(ref: str) -> str:
@@ -44,11 +46,18 @@ class ImageTooLarge(DataError):
     """An image whose header declares more pixels than allowed (refused before decoding)."""
 
 
-def _open(ref: str, where: str, allow_remote: bool, max_pixels: int | None = None) -> Any:
+def _open(
+    ref: str,
+    where: str,
+    allow_remote: bool,
+    max_pixels: int | None = None,
+    formats: Sequence[str] | None = None,
+) -> Any:
     """A lazily-decoded ``PIL.Image`` for ``ref`` (only the header is read so far).
 
     ``max_pixels``: refuse (``ImageTooLarge``) an image whose header declares more pixels;
-    a few KiB of PNG may otherwise decode into gigabytes.
+    a few KiB of PNG may otherwise decode into gigabytes. ``formats``: the PIL formats tried
+    (``None``: all of them).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -75,11 +84,13 @@ def _open(ref: str, where: str, allow_remote: bool, max_pixels: int | None = Non
     if isinstance(source, Path) and not source.is_file():
         raise DataError(f"{label}: file not found; fix the path or set media_dir")
     try:
-        img = Image.open(source)
+        img = Image.open(source, formats=formats)
     except Image.DecompressionBombError as exc:  # PIL's own, far higher limit
         raise ImageTooLarge(f"{label}: too many pixels ({exc})") from None
     except (UnidentifiedImageError, OSError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if formats and isinstance(exc, UnidentifiedImageError):
+            why = f"not one of {', '.join(formats)}"
         raise DataError(f"{label}: unreadable image ({why}); replace or remove it") from None
     width, height = img.size
     if max_pixels is not None and width * height > max_pixels:
@@ -96,13 +107,21 @@ def _fetch(url: str, label: str) -> bytes:
 
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:  # only when allowed by config
-            return resp.read()
+            data = resp.read(MAX_DOWNLOAD_BYTES + 1)
     except OSError as exc:
         raise DataError(f"{label}: download failed ({exc}); use a local copy") from None
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise DataError(f"{label}: more than {MAX_DOWNLOAD_BYTES} bytes; use a smaller image")
+    return data
 
 
 def load_image(
-    ref: str, *, where: str = "image", allow_remote: bool = False, max_pixels: int | None = None
+    ref: str,
+    *,
+    where: str = "image",
+    allow_remote: bool = False,
+    max_pixels: int | None = None,
+    formats: Sequence[str] | None = None,
 ) -> Any:
     """Decode an image reference into an RGB ``PIL.Image``.
 
@@ -111,12 +130,13 @@ def load_image(
         where: The sample's location (``file:line``) for error messages.
         allow_remote: Download ``http(s)://`` images instead of refusing them.
         max_pixels: Refuse images whose header declares more pixels, before decoding them.
+        formats: PIL format names to try (``None``: every format PIL reads).
 
     Raises:
         DataError: missing, unreadable or truncated image; remote URL not allowed; bad base64;
             ``ImageTooLarge`` over ``max_pixels``.
     """
-    img = _open(ref, where, allow_remote, max_pixels)
+    img = _open(ref, where, allow_remote, max_pixels, formats)
     try:
         img.load()
         return img.convert("RGB")

@@ -410,6 +410,8 @@ def server_file(ref: str, image_dirs: Sequence[str | Path], *, label: str, where
 
 #: Default cap on one image's pixels (4096 x 4096), checked in its header before decoding.
 MAX_IMAGE_PIXELS = 4096 * 4096
+#: Formats decoded for clients (a camera's MPO is a JPEG to PIL); rarer decoders stay unreachable.
+CLIENT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 
 
 def load_images(
@@ -451,7 +453,13 @@ def load_images(
             ref = server_file(ref, image_dirs, label=label, where=p.where)
         try:
             out.append(
-                load_image(ref, where=p.where, allow_remote=allow_remote, max_pixels=max_pixels)
+                load_image(
+                    ref,
+                    where=p.where,
+                    allow_remote=allow_remote,
+                    max_pixels=max_pixels,
+                    formats=CLIENT_IMAGE_FORMATS,
+                )
             )
         except TunesmithError as exc:
             # Told with the client's own reference, not the resolved server path.

@@ -325,3 +325,38 @@ def test_the_limit_covers_the_plan_and_the_server_default() -> None:
     with pytest.raises(APIError) as info:
         plan_chat(FakeVLM(), chat_request(content), max_image_pixels=899)
     assert info.value.code == "image_too_large"
+
+
+def encoded(fmt: str) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_client_images_are_read_in_common_formats_only() -> None:
+    """Rarer decoders (TIFF, ICO, PPM, TGA...) are more attack surface than clients need."""
+    for fmt in ("PNG", "JPEG", "WEBP", "GIF", "BMP"):
+        (got,) = load_images([ImagePart(encoded(fmt), PART0)])
+        assert got.size == (8, 8), fmt
+    for fmt in ("TIFF", "ICO", "PPM", "TGA"):
+        err = refusal(encoded(fmt))
+        assert err.code == "invalid_image" and "PNG, JPEG" in err.message, fmt
+        assert "0x" not in err.message  # no object addresses
+
+
+def test_remote_downloads_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    import tunesmith.data.images as images_mod
+
+    class Response(io.BytesIO):
+        def __enter__(self) -> Response:
+            return self
+
+    monkeypatch.setattr(images_mod, "MAX_DOWNLOAD_BYTES", 50)
+    data = png_bytes((1, 2, 3))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(data))
+    err = refusal("https://example.com/big.png", allow_remote=True)
+    assert err.code == "invalid_image" and "more than 50 bytes" in err.message
