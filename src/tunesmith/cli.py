@@ -123,7 +123,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from tunesmith.config.load import load_config
 
-    overrides = [*args.overrides, *(["train.resume=auto"] if args.resume else [])]
+    flags = {"train.resume=auto": args.resume, "output.overwrite=true": args.overwrite}
+    overrides = [*args.overrides, *(override for override, on in flags.items() if on)]
     cfg = load_config(resolve_config_arg(args.config), overrides)
     from tunesmith.api import check_model_names, train  # the one stage -> recipe dispatch
 
@@ -223,7 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune open LLMs on your own data from one YAML file.",
     )
     p.add_argument("--version", action="version", version=f"tunesmith {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks for errors, and third-party deprecation warnings",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     from tunesmith.data.commands import add_commands as add_data_commands
 
@@ -232,9 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train from a YAML config (or a recipe name)")
     t.add_argument("config", help="config file or recipe name, e.g. identity")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=2e-4")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     t.add_argument(
-        "--resume", action="store_true", help="continue from the newest complete checkpoint"
+        "--no-progress",
+        action="store_true",
+        help="a plain log line every train.log_every steps instead of the bar (logs, CI)",
+    )
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest intact checkpoint (starts fresh, and says so, without one)",
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in the run directory (output.overwrite=true)",
     )
     t.add_argument("--nproc", type=int, default=1, help="processes per node (via torchrun)")
     t.add_argument("--nnodes", type=int, default=1)
@@ -313,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from tunesmith.quiet import quiet_third_party
+
+    quiet_third_party(verbose=args.debug)  # deprecations inside libraries: not the user's to fix
     try:
         return int(args.func(args) or 0)
     except TunesmithError as exc:
