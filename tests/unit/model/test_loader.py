@@ -104,6 +104,23 @@ def test_unreachable_hub_fails_fast_and_mentions_offline_mode(
     assert 0 < len(no_network) <= 3  # one short probe, no retries
 
 
+def test_reachable_hub_gets_the_id_and_is_probed_once(
+    online: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.utils
+
+    heads: list[str] = []
+
+    class Session:
+        def head(self, url: str, timeout: float) -> None:
+            heads.append(url)
+
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", lambda: Session())
+    assert resolve_model_path("someorg/some-model") == "someorg/some-model"
+    assert resolve_model_path("someorg/other-model") == "someorg/other-model"
+    assert len(heads) == 1  # the answer is kept for a minute
+
+
 def test_offline_mode_and_not_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from huggingface_hub import constants
 
@@ -196,15 +213,10 @@ def test_damaged_hub_cache_entry_says_where_to_delete(
 
 def test_damaged_builtin_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path))
-    path = resolve_builtin_quietly()
+    path = tiny.resolve_builtin("builtin:tiny-qwen2")
     cut(path / "model.safetensors", 1000)
-    again = resolve_builtin_quietly()
-    assert again == path
+    assert tiny.resolve_builtin("builtin:tiny-qwen2") == path
     load_model("builtin:tiny-qwen2")  # whole again
-
-
-def resolve_builtin_quietly() -> Path:
-    return tiny.resolve_builtin("builtin:tiny-qwen2")
 
 
 # ---- issue 15: built-in models say they are random --------------------------------------------
