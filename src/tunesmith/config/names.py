@@ -59,3 +59,11 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
     lowered = {c.lower(): c for c in options}
     near = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.5)
     return lowered[near[0]] if near else None
+
+
+def unknown_encoding(encoding: str) -> str:
+    """The message for an encoding Python does not know (config schema and data readers)."""
+    return (
+        f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, cp1252, "
+        "latin-1 or gb18030"
+    )

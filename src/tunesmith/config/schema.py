@@ -131,7 +131,7 @@ class DatasetConfig(Section):
 
         from pydantic_core import PydanticCustomError
 
-        from tunesmith.data.sources import unknown_encoding
+        from tunesmith.config.names import unknown_encoding
 
         if v is not None:
             try:

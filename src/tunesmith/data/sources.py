@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tunesmith.config.names import unknown_encoding
 from tunesmith.data.types import Example
 from tunesmith.errors import DataError
 
@@ -284,14 +285,6 @@ class _Text:
         line, problem = self.problem(raw, exc)
         where = f"{shown}:{line}" if self.line_safe else shown
         return DataError(f"{where}: {problem}; {self.fix(kind)}")
-
-
-def unknown_encoding(encoding: str) -> str:
-    """The message for an encoding Python does not know (also used by the config schema)."""
-    return (
-        f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, cp1252, "
-        "latin-1 or gb18030"
-    )
 
 
 def _lines(
@@ -584,5 +577,4 @@ __all__ = [
     "iter_items",
     "iter_records",
     "load_examples",
-    "unknown_encoding",
 ]
