@@ -155,7 +155,7 @@ def run_server(model: str, port: int, threads: int, max_batch: int, max_tokens: 
 
 
 def wait_ready(url: str, proc, timeout: float = 300.0) -> str:
-    """Wait for /health; returns the default model name."""
+    """Wait for the server; returns the default model id (the first of /v1/models)."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -163,7 +163,7 @@ def wait_ready(url: str, proc, timeout: float = 300.0) -> str:
         if not proc.is_alive():
             raise SystemExit("the server process exited; see its output above")
         try:
-            return httpx.get(f"{url}/health", timeout=2).json()["models"][0]
+            return httpx.get(f"{url}/v1/models", timeout=2).json()["data"][0]["id"]
         except (httpx.HTTPError, KeyError, ValueError):
             time.sleep(0.2)
     raise SystemExit(f"the server did not answer within {timeout:.0f} s")

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 import torch
@@ -94,8 +93,10 @@ def client(served: tuple[BackgroundServer, openai.OpenAI]) -> openai.OpenAI:
 
 
 @pytest.fixture(scope="module")
-def model(engine: Engine) -> str:
-    return engine.model_names()[0]
+def model(client: openai.OpenAI, sharp_llava_dir: Path) -> str:
+    (name,) = [m.id for m in client.models.list()]
+    assert name == sharp_llava_dir.name  # the folder's name, not its path
+    return name
 
 
 def chat(client: openai.OpenAI, model: str, messages: list[dict[str, Any]], **kw: Any) -> Any:
@@ -293,10 +294,10 @@ def test_images_to_a_text_only_model_are_400s(tiny_qwen2: Path, images: dict[str
     srv, client = start(text)
     try:
         with pytest.raises(openai.BadRequestError) as info:
-            chat(client, text.model_names()[0], ask(data_uri(images["red"])))
+            chat(client, tiny_qwen2.name, ask(data_uri(images["red"])))
         body = info.value.body
         assert body["param"] == "messages[0].content[0]" and "text-only" in body["message"]
-        assert text.model_names()[0] in body["message"]
+        assert tiny_qwen2.name in body["message"]
     finally:
         srv.stop()
         text.close()
@@ -333,7 +334,7 @@ def test_concurrent_image_requests_batch_together(
         for t in threads:
             t.start()
         deadline = time.monotonic() + 30
-        while httpx.get(f"{srv.url}/health").json()["active"] < 2:
+        while srv.app.state.gate.active < 2:
             assert time.monotonic() < deadline, "the requests never arrived"
             time.sleep(0.01)
         time.sleep(0.1)

@@ -113,15 +113,36 @@ def client(server: BackgroundServer) -> openai.OpenAI:
 
 
 @pytest.fixture(scope="module")
-def base(engine: Engine) -> str:
-    return engine.base_name
+def base() -> str:
+    return "nova"  # the served folder's name, never its path
 
 
-def test_models_and_health(client: openai.OpenAI, server: BackgroundServer, base: str) -> None:
+def test_models_and_health(
+    client: openai.OpenAI, server: BackgroundServer, engine: Engine, base: str
+) -> None:
     assert [m.id for m in client.models.list()] == [base, "noisy"]
     assert client.models.retrieve("noisy").id == "noisy"
-    health = httpx.get(f"{server.url}/health").json()  # no key needed
-    assert health["status"] == "ok"
+    assert client.models.retrieve(base).id == base
+    health = httpx.get(f"{server.url}/health")  # open to probes, and says nothing more
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    path = str(Path(engine.base_name).parent)
+    assert Path(engine.base_name).is_absolute()
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for url in ("/v1/models", f"/v1/models/{base}", "/v1/models/nope"):
+        r = httpx.get(f"{server.url}{url}", headers=auth)
+        assert path not in r.text, r.text
+    assert r.status_code == 404 and "nova" in r.text
+    with pytest.raises(openai.NotFoundError) as info:  # the path is not an id
+        client.chat.completions.create(model=engine.base_name, messages=WHO)
+    assert path not in info.value.body["message"].replace(engine.base_name, "")
+
+
+def test_the_api_description_needs_the_key(server: BackgroundServer) -> None:
+    for url in ("/openapi.json", "/docs", "/redoc", "/no-such-page"):
+        r = httpx.get(f"{server.url}{url}")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", url
+    r = httpx.get(f"{server.url}/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 200 and "/v1/chat/completions" in r.json()["paths"]
 
 
 def test_chat_answer_and_usage(client: openai.OpenAI, engine: Engine, base: str) -> None:
@@ -349,12 +370,12 @@ def test_malformed_and_oversized_bodies(server: BackgroundServer, base: str) -> 
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"  # still serving
 
 
-def test_concurrency_limit_is_429(engine: Engine) -> None:
+def test_concurrency_limit_is_429(engine: Engine, base: str) -> None:
     srv = BackgroundServer(create_app(engine, limits=Limits(max_concurrent=0)))
     try:
         c = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="any", max_retries=0)
         with pytest.raises(openai.RateLimitError):
-            c.chat.completions.create(model=engine.base_name, messages=WHO)
+            c.chat.completions.create(model=base, messages=WHO)
     finally:
         srv.stop()
 
@@ -370,9 +391,9 @@ def test_a_client_leaving_mid_stream_frees_its_slot(
     next(iter(stream))
     stream.close()
     deadline = time.monotonic() + 20
-    while httpx.get(f"{server.url}/health").json()["active"] and time.monotonic() < deadline:
+    while server.app.state.gate.active and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert httpx.get(f"{server.url}/health").json()["active"] == 0
+    assert server.app.state.gate.active == 0
 
 
 def test_a_failing_batch_is_a_500_and_the_server_recovers(

@@ -224,7 +224,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         image_dirs=tuple(image_dirs),
         max_image_pixels=Limits.max_image_pixels if max_pixels is None else max_pixels,
     )
-    print(f"serving {', '.join(engine.model_names())} on http://{opts.host}:{opts.port}/v1")
+    from tunesmith.infer.protocol import public_names
+
+    ids = ", ".join(public_names(engine))  # as clients see them (folder names, not paths)
+    print(f"serving {ids} on http://{opts.host}:{opts.port}/v1")
     if not api_key and opts.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: no --api-key (or ${opts.api_key_env}); anyone who can reach it may use it")
     serve(engine, host=opts.host, port=opts.port, api_key=api_key, limits=limits)

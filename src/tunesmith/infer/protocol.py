@@ -214,8 +214,45 @@ def parse(model: Any, raw: bytes) -> Any:
         raise APIError(400, f"{loc}: {msg}" if loc else msg, param=loc or None) from None
 
 
-def resolve_model(engine: Any, name: str) -> str | None:
-    """Adapter key for a requested model name (404 if unknown)."""
+def public_names(engine: Any) -> dict[str, str]:
+    """Model ids clients see, each mapped to the engine's name for it.
+
+    A model loaded from a local path is known by its folder's name: the server's directory
+    layout is nobody else's business. Hub ids and ``builtin:`` names stay as they are.
+
+    Raises:
+        ConfigError: two models would get the same id.
+    """
+    out: dict[str, str] = {}
+    for name in engine.model_names():
+        short = name
+        if not name.startswith("builtin:"):
+            p = Path(name)
+            if p.is_absolute() or p.exists():
+                short = p.resolve().name or name
+        if short in out:
+            raise ConfigError(
+                f"{out[short]!r} and {name!r} would both be served as {short!r}; name the "
+                "adapter differently (--adapter NAME=PATH)"
+            )
+        out[short] = name
+    return out
+
+
+def resolve_model(engine: Any, name: str, names: dict[str, str] | None = None) -> str | None:
+    """Adapter key for a requested model id (404 if unknown).
+
+    ``names``: the public ids (see :func:`public_names`); ``None`` takes the engine's own.
+    """
+    if names is not None:
+        if name not in names:
+            raise APIError(
+                404,
+                f"model {name[:100]!r} not found; available: {', '.join(names)}",
+                param="model",
+                code="model_not_found",
+            )
+        name = names[name]
     try:
         return engine.adapter_key(name)
     except ConfigError as exc:

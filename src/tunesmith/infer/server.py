@@ -1,11 +1,14 @@
 """OpenAI-compatible HTTP server (FastAPI + uvicorn) over the shared inference engine.
 
-Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` (with
-``image_url`` content parts for vision-language models) and ``POST /v1/completions`` (both
-with SSE streaming). Every request goes to the engine's batch
-worker, so concurrent requests are decoded together. Errors always come back in OpenAI's
-``{"error": {...}}`` shape with a 4xx status for client mistakes; a bad request never takes the
-server down.
+Endpoints: ``GET /health`` (always open, says only ``ok``), ``GET /v1/models``, ``POST
+/v1/chat/completions`` (with ``image_url`` content parts for vision-language models) and ``POST
+/v1/completions`` (both with SSE streaming). With an API key, every other path needs it,
+``/openapi.json`` included. Models are known by short ids (a folder's name, never its path).
+
+Every request goes to the engine's batch worker, so concurrent requests are decoded together.
+Errors always come back in OpenAI's ``{"error": {...}}`` shape with a 4xx status for client
+mistakes; a bad request fails alone and never takes the server down, and a request's slot in
+the concurrency limit comes back however it ends.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from tunesmith.infer.protocol import (
     has_image_parts,
     parse,
     plan_chat,
+    public_names,
     resolve_model,
     token_budget,
     usage,
@@ -188,16 +192,16 @@ class EventStream(StreamingResponse):
 
 
 class RequireKey:
-    """ASGI middleware: ``Authorization: Bearer KEY`` on every path under ``prefix``.
+    """ASGI middleware: ``Authorization: Bearer KEY`` on every path but ``open_paths``.
 
     Plain ASGI rather than an HTTP middleware, so client disconnects reach the endpoints.
     """
 
-    def __init__(self, app: Any, *, key: str, prefix: str = "/v1") -> None:
-        self.app, self.key, self.prefix = app, key.encode(), prefix
+    def __init__(self, app: Any, *, key: str, open_paths: tuple[str, ...] = ("/health",)) -> None:
+        self.app, self.key, self.open_paths = app, key.encode(), open_paths
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
             header = dict(scope.get("headers") or []).get(b"authorization", b"")
             given = header[7:] if header[:7].lower() == b"bearer " else b""
             if not hmac.compare_digest(given, self.key):
@@ -274,6 +278,7 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
     gate = Gate(limits.max_concurrent)
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None)
     app.state.gate = gate  # requests in flight, for tests and benchmarks
+    names = public_names(engine)
     image_dirs = [Path(d).resolve() for d in limits.image_dirs]
     created = int(time.time())
 
@@ -302,25 +307,25 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "models": engine.model_names(), "active": gate.active}
+        return {"status": "ok"}  # for probes: nothing about the models or the load
 
     def model_card(name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": created, "owned_by": "tunesmith"}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card(n) for n in engine.model_names()]}
+        return {"object": "list", "data": [model_card(n) for n in names]}
 
     @app.get("/v1/models/{name:path}")
     async def one_model(name: str) -> dict[str, Any]:
-        resolve_model(engine, name)
+        resolve_model(engine, name, names)
         return model_card(name)
 
     @app.post("/v1/chat/completions")
     @guard
     async def chat(request: Request) -> Any:
         req = parse(ChatRequest, await read_json(request, limits.max_body_bytes))
-        key = resolve_model(engine, req.model)
+        key = resolve_model(engine, req.model, names)
         budget = token_budget(req, limits.max_tokens, limits.default_max_tokens)
         plan_args = {
             "max_images": limits.max_images,
@@ -364,7 +369,7 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
     @guard
     async def completions(request: Request) -> Any:
         req = parse(CompletionRequest, await read_json(request, limits.max_body_bytes))
-        key = resolve_model(engine, req.model)
+        key = resolve_model(engine, req.model, names)
         budget = token_budget(req, limits.max_tokens, limits.default_max_tokens)
         if req.suffix or req.logprobs or (req.best_of or 1) > 1:
             raise APIError(400, "suffix, logprobs and best_of are not supported")
