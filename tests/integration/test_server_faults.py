@@ -155,6 +155,7 @@ def test_bad_requests_in_a_burst_fail_alone_and_free_every_slot(
         (lambda m: chat(m, frequency_penalty=1e308), "frequency_penalty"),
         (lambda m: chat(m, stop=[""]), "stop"),
         (lambda m: chat(m, stop=["a"] * 5), "stop"),
+        (lambda m: chat(m, stop="x" * 257), "stop"),  # held-back checks cost its length squared
         (lambda m: chat(m, messages=[]), "messages"),
         (lambda m: text(m, prompt=""), "prompt"),
         (lambda m: text(m, prompt=[""]), "prompt"),
@@ -201,6 +202,50 @@ def test_non_finite_numbers_are_400s(
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == field
     wait_idle(server, timeout=2)
+
+
+def test_what_the_worker_refuses_is_a_400_for_that_request_only(
+    server: BackgroundServer, engine: Engine, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the boundary (should a check there miss something), the worker's refusal is
+    still that request's 400, streamed or not, and its neighbours are answered."""
+    from tunesmith.infer import protocol
+
+    real = protocol._Sampling.gen_params
+
+    def slipped(self: Any, max_tokens: int, index: int = 0) -> Any:
+        params = real(self, max_tokens, index)
+        if self.seed == 7:
+            params.seed = 2**64  # what the API boundary refuses, handed to the worker anyway
+        return params
+
+    monkeypatch.setattr(protocol._Sampling, "gen_params", slipped)
+    good = chat(model, temperature=0)
+    alone = answer(post(server, *good))
+    calls = [good, chat(model, temperature=1.0, seed=7), text(model, seed=7, stream=True), good]
+    results: dict[int, httpx.Response] = {}
+
+    def send(i: int) -> None:
+        results[i] = post(server, *calls[i], timeout=20)
+
+    submitted = spy_requests(engine, monkeypatch)
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(calls))]
+    with engine.runner.lock:  # refused ones end at once; the others wait for one prefill
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(submitted) < len(calls):
+            assert time.monotonic() < deadline, "the requests never arrived"
+            time.sleep(0.01)
+    for t in threads:
+        t.join(60)
+    assert [answer(results[0]), answer(results[3])] == [alone, alone]
+    r = results[1]
+    assert r.status_code == 400 and r.json()["error"]["param"] == "seed", r.text
+    streamed = [json.loads(x[6:]) for x in results[2].text.splitlines() if x.startswith("data: {")]
+    assert streamed[-1]["error"]["param"] == "seed"
+    assert streamed[-1]["error"]["type"] == "invalid_request_error"
+    wait_idle(server)
 
 
 def test_tiny_temperatures_are_greedy(server: BackgroundServer, model: str) -> None:

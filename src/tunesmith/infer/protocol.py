@@ -116,6 +116,7 @@ class StreamOptions(_Req):
 
 
 MIN_TEMPERATURE = 1e-5
+MAX_STOP_CHARS = 256
 
 
 class _Sampling(_Req):
@@ -146,6 +147,9 @@ class _Sampling(_Req):
             raise ValueError("at most 4 stop sequences")
         if any(not s for s in stops):
             raise ValueError("stop sequences must be non-empty")
+        if any(len(s) > MAX_STOP_CHARS for s in stops):
+            # Each token checks every prefix of every stop: long ones would stall the batch.
+            raise ValueError(f"stop sequences are at most {MAX_STOP_CHARS} characters")
         return stops
 
     def gen_params(self, max_tokens: int, index: int = 0) -> GenParams:

@@ -41,7 +41,6 @@ from tunesmith.infer.protocol import (
     CompletionRequest,
     chat_message,
     check_prompt,
-    has_image_parts,
     parse,
     plan_chat,
     public_names,
@@ -333,11 +332,9 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
             "image_dirs": image_dirs,
             "max_image_pixels": limits.max_image_pixels,
         }
-        if has_image_parts([m.model_dump() for m in req.messages]):
-            # Decoding (or downloading) images must not stall the other requests' streams.
-            plan = await asyncio.to_thread(plan_chat, engine, req, **plan_args)
-        else:
-            plan = plan_chat(engine, req, **plan_args)
+        # Rendering up to a body's worth of messages, or decoding (downloading) images, must
+        # not stall the other requests' streams.
+        plan = await asyncio.to_thread(plan_chat, engine, req, **plan_args)
         pixels = plan.pixel_values
         items = [(plan.ids, req.gen_params(budget, i), key, pixels) for i in range(req.n)]
         gen = start_generation(engine, gate, items)
@@ -381,7 +378,7 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
                 f"{limits.max_sequences} per request",
                 param="prompt",
             )
-        encoded = [engine.encode(p) for p in prompts]
+        encoded = await asyncio.to_thread(lambda: [engine.encode(p) for p in prompts])
         for ids in encoded:
             check_prompt(engine, ids, param="prompt")
         items = [(ids, req.gen_params(budget, i), key) for ids in encoded for i in range(req.n)]
