@@ -326,3 +326,14 @@ def test_many_clients_leaving_never_exhaust_the_slots(
         assert post(srv, *chat(model, temperature=0)).status_code == 200
     finally:
         srv.stop()
+
+
+def test_chat_n_is_held_to_the_sequence_limit(engine: Engine, model: str) -> None:
+    srv = BackgroundServer(create_app(engine, limits=Limits(max_tokens=64, max_sequences=2)))
+    try:
+        r = post(srv, *chat(model, n=3, temperature=1.0))
+        assert r.status_code == 400 and r.json()["error"]["param"] == "n", r.text
+        assert post(srv, *chat(model, n=2, temperature=1.0)).status_code == 200
+        wait_idle(srv, timeout=5)
+    finally:
+        srv.stop()

@@ -326,6 +326,10 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
         req = parse(ChatRequest, await read_json(request, limits.max_body_bytes))
         key = resolve_model(engine, req.model, names)
         budget = token_budget(req, limits.max_tokens, limits.default_max_tokens)
+        if req.n > limits.max_sequences:
+            raise APIError(
+                400, f"n is {req.n}; this server allows {limits.max_sequences}", param="n"
+            )
         plan_args = {
             "max_images": limits.max_images,
             "allow_remote_images": limits.allow_remote_images,
@@ -434,9 +438,10 @@ async def collect(
 
 async def cancel_on_disconnect(request: Any, gen: Generation) -> None:
     """Cancel ``gen`` when the client goes away (the body has been read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-    gen.cancel()
+    with contextlib.suppress(Exception):  # a server that cannot tell: nothing to cancel
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gen.cancel()
 
 
 def generation_error(exc: BaseException) -> APIError:
