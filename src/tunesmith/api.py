@@ -149,6 +149,9 @@ def train(
         cfg = load_config(cfg, *overrides, **sections)
     elif overrides or sections:
         raise ConfigError("train: overrides go to load_config, not with a loaded RunConfig")
+    from tunesmith.quiet import quiet_third_party
+
+    quiet_third_party()  # as the CLI: deprecations inside libraries are not the user's to fix
     recipe = recipe_for(cfg.method.stage)
     check_model_names(cfg)
     return recipe.run(cfg, console=console, show_progress=progress)

@@ -56,3 +56,26 @@ def test_no_progress_prints_a_line_every_log_every_steps(lora_stderr: str) -> No
     )
     steps = [int(m.group(1)) for line in lora_stderr.splitlines() if (m := pattern.match(line))]
     assert steps == [1, 2, 4], lora_stderr  # step 1 too: the first loss without waiting
+
+
+def test_the_python_api_hides_them_too(tmp_path: Path, tiny_qwen2: Path) -> None:
+    """``tunesmith.train`` in a notebook: no transformers FutureWarning either (issue 15)."""
+    script = f"""
+import tunesmith
+cfg = tunesmith.load_config(
+    "sft-lora", "train.max_steps=1",
+    data={{"datasets": [{{"path": "builtin:identity", "samples": 8}}],
+          "identity": {{"name": "Nova", "author": "us"}}, "max_length": 64}},
+    train={{"batch_size": 4, "precision": "fp32", "threads": 1}},
+    output={{"dir": {str(tmp_path / "run")!r}}},
+)
+tunesmith.train(cfg, progress=False)
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("TUNESMITH_VERBOSE", None)
+    env.pop("PYTHONWARNINGS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    assert not re.search(r"(Future|Deprecation)Warning", out.stderr), out.stderr

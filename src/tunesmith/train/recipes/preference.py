@@ -113,7 +113,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.data.engine import write_report
     from tunesmith.data.pairs import make_pair_batches, prepare_pairs
     from tunesmith.model.adapters import apply_method, param_report
-    from tunesmith.model.loader import load_model, load_tokenizer
+    from tunesmith.model.loader import load_model, tokenizer_for
     from tunesmith.train.batches import steps_per_epoch
     from tunesmith.train.loop import Loop
     from tunesmith.train.run_dir import open_run
@@ -130,7 +130,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
     # 1. Tokenizer, template, pairs (prompt once, labels on the replies only).
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name)
+    tokenizer = tokenizer_for(cfg.model)  # errors name model.tokenizer or model.name
     renderer = build_renderer(cfg, tokenizer)
     with accelerator.main_process_first():
         data = prepare_pairs(cfg.data, renderer, stage=stage)

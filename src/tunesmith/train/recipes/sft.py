@@ -271,7 +271,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
 
     from tunesmith.data.engine import prepare, write_report
     from tunesmith.model.adapters import apply_method, param_report
-    from tunesmith.model.loader import load_model, load_tokenizer
+    from tunesmith.model.loader import load_model, tokenizer_for
     from tunesmith.train.batches import make_batches, steps_per_epoch
     from tunesmith.train.loop import Loop
     from tunesmith.train.run_dir import open_run
@@ -287,7 +287,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
     # 1. Tokenizer, template, data (the main process prepares; the others read its cache).
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name)
+    tokenizer = tokenizer_for(cfg.model)  # errors name model.tokenizer or model.name
     renderer = build_renderer(cfg, tokenizer)
     with accelerator.main_process_first():
         data = prepare(cfg.data, renderer, stage=cfg.method.stage)
