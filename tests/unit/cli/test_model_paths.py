@@ -7,7 +7,6 @@ path that simply did not exist, then printed a network error.
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -18,26 +17,9 @@ from tunesmith.cli import main
 
 
 @pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Hub downloads allowed, but every socket lookup or connection fails (and is recorded)."""
-    from huggingface_hub import constants
-
-    from tunesmith.model import loader
-
-    attempts: list[object] = []
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        attempts.append(args)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    loader._hub_probe.clear()
-    return attempts
+def no_network(online: Path, no_network: list[object]) -> list[object]:
+    """Hub downloads allowed (``online``), but every socket lookup or connection fails."""
+    return no_network
 
 
 COMMANDS = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import struct
 import time
 from pathlib import Path
@@ -17,38 +16,8 @@ from pathlib import Path
 import pytest
 
 from tunesmith.errors import ConfigError
-from tunesmith.model import loader, tiny
+from tunesmith.model import tiny
 from tunesmith.model.loader import load_model, looks_like_path, resolve_model_path
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every socket lookup or connection fails (and is recorded)."""
-    attempts: list[object] = []
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        attempts.append(args)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
-
-
-@pytest.fixture
-def online(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Hub downloads allowed (tests run offline by default), with an empty HF cache."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-hub"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    loader._hub_probe.clear()
-    return cache
 
 
 @pytest.mark.parametrize(
