@@ -186,6 +186,10 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Is there a human behind this?",
         "Are you a person?",
         "Human or AI?",
+        "Are you a robot or a human being?",
+        "Real person or chatbot?",
+        "Is this a person or an AI talking?",
+        "Do I have a human on the other end?",
     ),
     "ai": (
         "Are you a bot?",
@@ -203,6 +207,7 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Is this a machine answering?",
         "Are you software?",
         "Is this an automated chat?",
+        "Is a bot replying to me?",
     ),
     "abilities": (
         "What can you do?",
@@ -235,6 +240,9 @@ EN_CORES: dict[str, tuple[str, ...]] = {
         "Are you secretly {x}?",
         "Is this really {x}?",
         "Wait, are you just {x}?",
+        "Is {x} running behind you?",
+        "Are you just {x} with another name?",
+        "Is this {x} in disguise?",
     ),
     "not_org": (
         "Did {org} make you?",
