@@ -36,7 +36,7 @@ def recipe_list() -> dict[str, str]:
 #: recipes' header comments): ``learns`` something chat / eval show, ``partly``, or only runs the
 #: pipeline (``demo``: LoRA on random weights learns nothing meaningful).
 TINY_RESULT = {
-    "identity": "learns",  # full fine-tuning: name and language (identity score ~0.98)
+    "identity": "learns",  # full fine-tuning: name and language (identity score 0.95-0.97)
     "identity-lora": "partly",  # the identity, not the general data
     "vlm-pretrain": "partly",  # stage 1 of 2: the projector only; chat after vlm-sft
     "vlm-sft": "learns",  # colour and shape of held-out images
