@@ -43,3 +43,11 @@ def quiet_third_party(*, verbose: bool = False) -> None:
     modules = "(" + "|".join(THIRD_PARTY) + r")(\.|$)"  # the package or one of its modules
     for category in DEPRECATIONS:
         warnings.filterwarnings("ignore", category=category, module=modules)
+
+
+def quiet_transformers() -> None:
+    """Silence per-load progress bars and advisory warnings that clutter a CLI."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

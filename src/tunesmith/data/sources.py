@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunesmith.config.names import unknown_encoding
+from tunesmith.data.formats import check_options, convert
+from tunesmith.data.records import Record, RecordError
 from tunesmith.data.types import Example
 from tunesmith.errors import DataError
 
@@ -36,42 +38,6 @@ _LINE_BASED = {"jsonl", "text"}
 _TEXT_KINDS = {"json", "jsonl", "csv", "tsv", "text"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BATCH = 1024
-
-
-@dataclass
-class Record:
-    """One raw sample and where it came from.
-
-    Attributes:
-        data: The sample's fields as read from the file.
-        file: The file as the user gave it (a file inside a folder is named by its own path).
-        line: 1-based line for JSONL and text files; 1-based record index for JSON arrays,
-            Parquet, CSV, Arrow and Hub datasets.
-        unit: ``"line"`` or ``"record"``: what ``line`` counts.
-    """
-
-    data: dict[str, Any]
-    file: str
-    line: int | None
-    unit: str = "line"
-
-    @property
-    def where(self) -> str:
-        """The location for messages: ``file:17`` for lines, ``file:record 17`` for records."""
-        if self.line is None:
-            return self.file
-        return (
-            f"{self.file}:{self.line}" if self.unit == "line" else f"{self.file}:record {self.line}"
-        )
-
-
-class RecordError(DataError):
-    """A single bad record: ``where: problem; fix``, with a short ``reason`` used for counting."""
-
-    def __init__(self, where: str, problem: str, fix: str, reason: str) -> None:
-        message = f"{where}: {problem}; {fix}"
-        super().__init__(" ".join(message.split("\n")))
-        self.reason = reason
 
 
 @dataclass
@@ -531,9 +497,6 @@ def load_examples(
     Returns:
         The examples, the number of records read and the skipped records counted by reason.
     """
-    # Imported here because formats imports Record/RecordError from this module.
-    from tunesmith.data.formats import check_options, convert
-
     if on_error not in ("raise", "skip"):
         raise DataError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     check_options(fmt, columns, tags)

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.errors import ConfigError
+from tunesmith.model.llava import compose_llava
+from tunesmith.model.paths import BUILTIN_PREFIX, cache_root, damaged_file
+from tunesmith.model.tiny_vlm import TinyVisionSpec, build_tiny_tower
+from tunesmith.quiet import quiet_transformers
 
-ARCHS = ("llama", "qwen2", "llava")  # llava: tiny_vlm.py (CLIP tower + tiny Qwen2)
-BUILTIN_PREFIX = "builtin:"
+ARCHS = ("llama", "qwen2", "llava")  # llava: tiny_vlm.py's CLIP tower + tiny Qwen2, below
 # Qwen2's split regex: AutoTokenizer rebuilds a qwen2 tokenizer with it, so we train with it too
 # (otherwise ids change on reload; see STACK-NOTES).
 SPLIT_REGEX = (
@@ -132,8 +135,6 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
 
     spec = spec or TinySpec()
     if spec.arch == "llava":
-        from tunesmith.model.tiny_vlm import TinyVisionSpec, build_tiny_vlm
-
         return build_tiny_vlm(out_dir, TinyVisionSpec(seed=spec.seed))
     if spec.arch not in ARCHS:
         raise ConfigError(f"--arch {spec.arch!r}: unknown; choose one of {', '.join(ARCHS)}")
@@ -162,8 +163,6 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=None,
         )
-        from tunesmith.model.loader import quiet_transformers
-
         quiet_transformers()  # no "Writing model shards" bar for a one-file model
         model.save_pretrained(tmp)
         if out.exists():
@@ -199,16 +198,6 @@ def _model_config(spec: TinySpec, tokenizer):  # -> PretrainedConfig
     return LlamaConfig(**common)
 
 
-def cache_root() -> Path:
-    """Where built-in models are cached (``TUNESMITH_CACHE`` overrides the user cache dir)."""
-    env = os.environ.get("TUNESMITH_CACHE")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("tunesmith"))
-
-
 def resolve_builtin(name: str) -> Path:
     """Map ``builtin:tiny-qwen2`` / ``builtin:tiny-llama`` to a cached build, building if needed."""
     key = name[len(BUILTIN_PREFIX) :] if name.startswith(BUILTIN_PREFIX) else name
@@ -218,8 +207,6 @@ def resolve_builtin(name: str) -> Path:
         raise ConfigError(f"model.name {name!r}: unknown built-in model; choose one of {valid}")
     builtin_notice(f"{BUILTIN_PREFIX}{key}")
     if arch == "llava":
-        from tunesmith.model.tiny_vlm import resolve_tiny_vlm
-
         return resolve_tiny_vlm()
     spec = TinySpec(arch=arch)
     path = cache_root() / "models" / f"tiny-{arch}-{build_fingerprint(spec)}"
@@ -230,9 +217,46 @@ def resolve_builtin(name: str) -> Path:
 
 def _damaged(path: Path) -> bool:
     """Whether a cached build's weights are unreadable (an interrupted build or copy)."""
-    from tunesmith.model.loader import damaged_file
-
     return damaged_file(path) is not None
+
+
+def build_tiny_vlm(out_dir: str | Path, spec: TinyVisionSpec | None = None) -> Path:
+    """Build the tiny LLaVA (vision tower + projector + tiny Qwen2) into ``out_dir``."""
+    quiet_transformers()
+    spec = spec or TinyVisionSpec()
+    lm = resolve_builtin("builtin:tiny-qwen2")
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-tower-", dir=out.parent))
+    try:
+        tower = build_tiny_tower(tmp, spec)
+        return compose_llava(
+            lm,
+            tower,
+            out,
+            projector_depth=spec.projector_depth,
+            feature_layer=spec.feature_layer,
+            seed=spec.seed,
+            tower_id="tunesmith/tiny-clip-vision",  # not the temporary or cache folders:
+            lm_id="builtin:tiny-qwen2",  # the same bytes wherever it is built
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_tiny_vlm(spec: TinyVisionSpec | None = None) -> Path:
+    """The cached ``builtin:tiny-llava`` build (built on first use)."""
+    spec = spec or TinyVisionSpec()
+    h = hashlib.sha256(f"{build_fingerprint(TinySpec())}|{spec!r}".encode())
+    for module in ("llava.py", "tiny_vlm.py", "tiny.py"):  # the build code itself
+        h.update((Path(__file__).parent / module).read_bytes())
+    path = cache_root() / "models" / f"tiny-llava-{h.hexdigest()[:12]}"
+    if not (path / "config.json").is_file():
+        import torch
+
+        with torch.random.fork_rng():  # building (the tiny LM too) must not shift the RNG
+            build_tiny_vlm(path, spec)
+    return path
 
 
 _noticed: set[str] = set()

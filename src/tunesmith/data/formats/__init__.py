@@ -23,7 +23,7 @@ from tunesmith.data.formats._base import (
     Tags,
     register,
 )
-from tunesmith.data.sources import Record, RecordError
+from tunesmith.data.records import Record, RecordError
 from tunesmith.data.types import Example
 from tunesmith.errors import DataError
 
