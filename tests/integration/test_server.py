@@ -410,3 +410,73 @@ def test_a_failing_batch_is_a_500_and_the_server_recovers(
     monkeypatch.undo()
     r = client.chat.completions.create(model=base, messages=WHO, temperature=0)
     assert r.choices[0].message.content == NOVA
+
+
+# -- a run with a non-ChatML template and a system prompt ---------------------------------------
+SYSTEM = "You are Nova, a helpful assistant."
+EOT = "<|eot_id|>"  # llama3's end of turn: several tokens on the tiny tokenizer, so a stop text
+
+
+@pytest.fixture(scope="module")
+def llama3_client(
+    tmp_path_factory: pytest.TempPathFactory, tiny_qwen2: Path
+) -> Iterator[tuple[openai.OpenAI, Engine]]:
+    """A run directory (llama3 template, ``data.system``) whose model answers ``NOVA``, writes
+    llama3's end of turn and then goes on; served like any run."""
+    import yaml
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.data.templates import get_template
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2)
+    tok.chat_template = get_template("llama3").jinja  # as training saves it
+    prompt = [{"role": "system", "content": SYSTEM}, *WHO]
+    head = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    n_head = len(tok(head, add_special_tokens=False)["input_ids"])
+    ids = tok(head + NOVA + EOT + " and more text", add_special_tokens=False)["input_ids"]
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    x, y = torch.tensor([ids]), torch.tensor([[-100] * n_head + ids[n_head:]])
+    for _ in range(STEPS):
+        model(input_ids=x, labels=y).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    run = tmp_path_factory.mktemp("serve-llama3") / "nova3"
+    model.save_pretrained(run / "model")
+    tok.save_pretrained(run / "model")
+    cfg = {"model": {"name": str(tiny_qwen2), "template": "llama3"}, "data": {"system": SYSTEM}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    eng = Engine.load(str(run))
+    srv = BackgroundServer(create_app(eng, api_key=KEY))
+    yield openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0, timeout=60), eng
+    srv.stop()
+    eng.close()
+
+
+def test_a_run_stops_on_its_templates_end_of_turn(
+    llama3_client: tuple[openai.OpenAI, Engine],
+) -> None:
+    client, _ = llama3_client
+    r = client.chat.completions.create(model="nova3", messages=WHO, temperature=0, max_tokens=40)
+    assert r.choices[0].message.content == NOVA
+    assert r.choices[0].finish_reason == "stop"
+    chunks = list(
+        client.chat.completions.create(
+            model="nova3", messages=WHO, temperature=0, max_tokens=40, stream=True
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == NOVA
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def test_the_runs_system_prompt_reaches_the_prompt(
+    llama3_client: tuple[openai.OpenAI, Engine],
+) -> None:
+    client, eng = llama3_client
+    r = client.chat.completions.create(model="nova3", messages=WHO, temperature=0, max_tokens=4)
+    with_system = [{"role": "system", "content": SYSTEM}, *WHO]
+    assert r.usage.prompt_tokens == len(eng.prompt_ids(with_system)) > len(eng.prompt_ids(WHO))
+    own = [{"role": "system", "content": "Be brief."}, *WHO]  # a request's own system stays
+    r = client.chat.completions.create(model="nova3", messages=own, temperature=0, max_tokens=4)
+    assert r.usage.prompt_tokens == len(eng.prompt_ids(own))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import yaml
 
 from tunesmith.errors import ConfigError
 
+# Last resort, for a tokenizer with no chat template at all: the usual end-of-turn tokens.
 END_OF_TURN = (
     "<|im_end|>",
     "<|eot_id|>",
@@ -80,18 +81,69 @@ def load_tokenizer_from(source: str) -> Any:
     return tok
 
 
-def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """End-of-answer ids: the generation config's eos, the tokenizer's, and end-of-turn tokens."""
+def template_stops(tokenizer: Any, template: str | None = None) -> tuple[str, ...]:
+    """The end-of-turn strings of the chat template ``tokenizer`` carries, as training had them.
+
+    The same code as training (``resolve_chat_template``) reads them off the template: a run's
+    tokenizer holds the exact template it was trained with. ``template`` is the run's
+    ``model.template``; it is used when the saved template is that built-in's (as training did),
+    so the stop strings are the ones the labels were verified against. A tokenizer with no
+    template at all falls back to :data:`END_OF_TURN`.
+    """
+    from tunesmith.data.templates import (
+        builtin_template_names,
+        get_template,
+        resolve_chat_template,
+    )
+
+    own = getattr(tokenizer, "chat_template", None)
+    if isinstance(own, dict):
+        own = own.get("default") or next(iter(own.values()), None)
+    if template in builtin_template_names() and (
+        not own or own.strip() == get_template(template).jinja.strip()
+    ):
+        return resolve_chat_template(tokenizer, template)[1]
+    try:
+        return resolve_chat_template(tokenizer, None)[1]
+    except ConfigError:  # no template: nothing to read the stops from
+        return END_OF_TURN
+
+
+def split_stops(tokenizer: Any, stops: Sequence[str]) -> tuple[list[int], list[str]]:
+    """``(token ids, texts)``: stop strings that are one token stop on its id, others as text."""
+    ids: list[int] = []
+    texts: list[str] = []
+    for text in stops:
+        tid = _single_token(tokenizer, text)
+        if tid is not None:
+            ids.append(tid)
+        else:
+            texts.append(text)
+    return ids, texts
+
+
+def _single_token(tokenizer: Any, text: str) -> int | None:
+    tid = tokenizer.convert_tokens_to_ids(text)
+    if isinstance(tid, int) and tid >= 0 and tid != tokenizer.unk_token_id:
+        return tid
+    try:
+        enc = tokenizer(text, add_special_tokens=False)["input_ids"]
+    except Exception:
+        return None
+    return enc[0] if len(enc) == 1 and enc[0] != tokenizer.unk_token_id else None
+
+
+def stop_token_ids(model: Any, tokenizer: Any, template: str | None = None) -> list[int]:
+    """End-of-answer ids: the generation config's eos, the tokenizer's, and the template's
+    end-of-turn tokens (see :func:`template_stops`; ``template``: the run's ``model.template``).
+    """
     ids: set[int] = set()
     gen = getattr(model, "generation_config", None)
     eos = getattr(gen, "eos_token_id", None) if gen is not None else None
     ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
-    for text in END_OF_TURN:
-        tid = tokenizer.convert_tokens_to_ids(text)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
-            ids.add(tid)
+    ids.update(split_stops(tokenizer, template_stops(tokenizer, template))[0])
     return sorted(ids)
 
 

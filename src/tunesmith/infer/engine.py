@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from tunesmith.export.rundir import (
     has_tokenizer,
     load_tokenizer_from,
     locate,
+    split_stops,
     stop_token_ids,
+    template_stops,
 )
 from tunesmith.infer.decode import Delta, Event, Failed, Finished, Request
 from tunesmith.infer.loading import attach_adapters, load_base
@@ -107,6 +109,8 @@ class Engine:
         self.base_name = base_name
         self.max_batch = max_batch
         self.stop_ids = self._stop_token_ids()
+        # The template's end-of-turn strings that are no single token stop as text.
+        self.stop_texts = split_stops(tokenizer, template_stops(tokenizer, self._template_name))[1]
         self.max_positions = _context_length(model, tokenizer)
         self.runner = ModelRunner(model, tokenizer, self.stop_ids, max_positions=self.max_positions)
         self._worker: Any = None
@@ -214,8 +218,22 @@ class Engine:
             processor=processor,
         )
 
+    @property
+    def _template_name(self) -> str | None:
+        return (self.run_config.get("model") or {}).get("template")
+
     def _stop_token_ids(self) -> list[int]:
-        return stop_token_ids(self.model, self.tokenizer)
+        return stop_token_ids(self.model, self.tokenizer, self._template_name)
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The run's ``data.system`` (what training put before conversations without one)."""
+        return (self.run_config.get("data") or {}).get("system") or None
+
+    def with_stops(self, params: GenParams) -> GenParams:
+        """``params`` that also stop on the template's end-of-turn strings written as text."""
+        extra = [s for s in self.stop_texts if s not in params.stop]
+        return replace(params, stop=[*params.stop, *extra]) if extra else params
 
     # -- names -----------------------------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -328,6 +346,7 @@ class Engine:
         for i, item in enumerate(items):
             self.check_prompt(item[0])
             item[1].check()
+            item = (item[0], self.with_stops(item[1]), *item[2:])
             sched.add(make_request(item, lambda ev, i=i: collect(i, ev)))
         while sched.busy:
             sched.step()
@@ -377,7 +396,7 @@ class Engine:
         out: list[Event] = []
         sched = Scheduler(self.runner, max_batch=1)
         key = self.adapter_key(adapter)
-        req = Request(ids, params, out.append, adapter=key, pixel_values=pixels)
+        req = Request(ids, self.with_stops(params), out.append, adapter=key, pixel_values=pixels)
         sched.add(req)
         try:
             while sched.busy:

@@ -36,6 +36,7 @@ from tunesmith.infer.decode import Delta, Failed, Finished
 from tunesmith.infer.protocol import (
     MAX_IMAGE_PIXELS,
     APIError,
+    ChatMessage,
     ChatPlan,
     ChatRequest,
     CompletionRequest,
@@ -270,6 +271,21 @@ def guard(endpoint: Any) -> Any:
     return wrapper
 
 
+def with_system(engine: Any, req: ChatRequest) -> ChatRequest:
+    """``req`` with the run's system prompt first, as chat has it, unless it brings its own."""
+    system = getattr(engine, "system_prompt", None)
+    if not system or (req.messages and req.messages[0].role in ("system", "developer")):
+        return req
+    head = ChatMessage(role="system", content=system)
+    return req.model_copy(update={"messages": [head, *req.messages]})
+
+
+def stops(engine: Any, params: Any) -> Any:
+    """``params`` that also stop on the template's end-of-turn strings (see ``Engine``)."""
+    add = getattr(engine, "with_stops", None)
+    return add(params) if add is not None else params
+
+
 # -- the app ---------------------------------------------------------------------------------
 def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None = None) -> Any:
     """The FastAPI application serving ``engine``."""
@@ -338,9 +354,11 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
         }
         # Rendering up to a body's worth of messages, or decoding (downloading) images, must
         # not stall the other requests' streams.
-        plan = await asyncio.to_thread(plan_chat, engine, req, **plan_args)
+        plan = await asyncio.to_thread(plan_chat, engine, with_system(engine, req), **plan_args)
         pixels = plan.pixel_values
-        items = [(plan.ids, req.gen_params(budget, i), key, pixels) for i in range(req.n)]
+        items = [
+            (plan.ids, stops(engine, req.gen_params(budget, i)), key, pixels) for i in range(req.n)
+        ]
         gen = start_generation(engine, gate, items)
         streaming = False
         try:
@@ -385,7 +403,11 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
         encoded = await asyncio.to_thread(lambda: [engine.encode(p) for p in prompts])
         for ids in encoded:
             check_prompt(engine, ids, param="prompt")
-        items = [(ids, req.gen_params(budget, i), key) for ids in encoded for i in range(req.n)]
+        items = [
+            (ids, stops(engine, req.gen_params(budget, i)), key)
+            for ids in encoded
+            for i in range(req.n)
+        ]
         rid, now = "cmpl-" + uuid.uuid4().hex, int(time.time())
         head = {"id": rid, "object": "text_completion", "created": now, "model": req.model}
         echo = [prompts[i // req.n] if req.echo else "" for i in range(len(items))]
