@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.errors import ConfigError
+from tunesmith.recipes import resolve_config_arg
 
 if TYPE_CHECKING:
     from tunesmith.config.schema import RunConfig
@@ -90,8 +91,6 @@ def load_config(
         texts.extend(_as_overrides(key.replace("__", "."), value))
     if isinstance(path_or_recipe, dict):
         return load(None, texts, tree=path_or_recipe)
-    from tunesmith.cli import resolve_config_arg
-
     return load(resolve_config_arg(str(path_or_recipe)), texts)
 
 

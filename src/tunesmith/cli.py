@@ -11,16 +11,11 @@ import argparse
 import json
 import shutil
 import sys
-from importlib import resources
 from pathlib import Path
 
 from tunesmith import __version__
 from tunesmith.errors import ConfigError, TunesmithError
-
-
-def recipe_dir() -> Path:
-    """The folder of shipped YAML recipes."""
-    return Path(str(resources.files("tunesmith") / "config" / "recipes"))
+from tunesmith.recipes import recipe_dir, resolve_config_arg
 
 
 def recipe_list() -> dict[str, str]:
@@ -98,14 +93,6 @@ def cmd_new(args: argparse.Namespace) -> int:
     shutil.copyfile(recipe_dir() / f"{args.recipe}.yaml", dest)
     print(f"wrote {dest}; edit it, then: tunesmith train {dest}")
     return 0
-
-
-def resolve_config_arg(path: str) -> str:
-    """A config path, or the name of a shipped recipe."""
-    if Path(path).is_file() or path.endswith((".yaml", ".yml")):
-        return path
-    candidate = recipe_dir() / f"{path}.yaml"
-    return str(candidate) if candidate.is_file() else path
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ import torch
 
 from tunesmith.config.schema import DataConfig, DatasetConfig
 from tunesmith.data.collate import collate_padded
-from tunesmith.data.engine import PreparedData, load_source, new_report, val_count
+from tunesmith.data.examples import PreparedData, load_source, new_report, val_count
 from tunesmith.data.mixing import draw, interleave, plan_mix
 from tunesmith.data.render import Rendered, Renderer, SkipSample
 from tunesmith.data.report import SourceReport

@@ -16,12 +16,14 @@ the directory are never touched.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config.load import check_output_dir, dump_config
 from tunesmith.errors import ConfigError
 
 Say = Callable[[str], Any]
@@ -46,6 +48,29 @@ STARTED = ("metrics.jsonl", "samples.jsonl", "loss.png", "rewards.png")
 FLAG = "--overwrite (output.overwrite=true)"
 
 
+def prepare_run_dir(cfg: Any, *, resume_step: int | None = None, say: Any = None) -> Path:
+    """Create the run directory and write the resolved config.
+
+    When resuming, checkpoints are kept and ``metrics.jsonl`` is cut back to the resumed step;
+    otherwise an earlier run there is replaced only when asked to (see ``start_fresh``).
+    """
+    from tunesmith.train.callbacks import MetricsLog
+
+    run_dir = Path(cfg.output.run_dir)
+    check_output_dir(run_dir)  # again: a file may have appeared there since validation
+    if resume_step is not None:
+        MetricsLog(run_dir / "metrics.jsonl").trim(resume_step)
+    else:
+        start_fresh(cfg, run_dir, say)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    return run_dir
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(json.loads((path / "state.json").read_text(encoding="utf-8"))["step"])
+
+
 def open_run(cfg: Any, say: Say) -> tuple[Path | None, Path]:
     """Resolve the checkpoint to resume from and prepare the run directory, saying what happens.
 
@@ -53,7 +78,6 @@ def open_run(cfg: Any, say: Say) -> tuple[Path | None, Path]:
     only (every process of a multi-process run calls this before their group exists).
     """
     from tunesmith.train.checkpoint import resolve_resume
-    from tunesmith.train.recipes.sft import checkpoint_step, prepare_run_dir
 
     say = main_only(say)
     ckpt = resolve_resume(Path(cfg.output.run_dir), cfg.train.resume, say=say)

@@ -7,7 +7,6 @@ standard ``transformers`` / ``peft`` format.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.config.load import check_output_dir, dump_config
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
 from tunesmith.train.precision import (
@@ -25,6 +23,11 @@ from tunesmith.train.precision import (
     choose_precision,
     cpu_bf16_speedup,
     model_dims,
+)
+from tunesmith.train.run_dir import (  # noqa: F401  (checkpoint_step, prepare_run_dir: re-exported)
+    checkpoint_step,
+    open_run,
+    prepare_run_dir,
 )
 
 
@@ -38,26 +41,6 @@ class TrainResult:
     first_loss: float
     last_loss: float
     steps: int
-
-
-def prepare_run_dir(cfg: RunConfig, *, resume_step: int | None = None, say: Any = None) -> Path:
-    """Create the run directory and write the resolved config.
-
-    When resuming, checkpoints are kept and ``metrics.jsonl`` is cut back to the resumed step;
-    otherwise an earlier run there is replaced only when asked to (see ``train/run_dir.py``).
-    """
-    from tunesmith.train.callbacks import MetricsLog
-    from tunesmith.train.run_dir import start_fresh
-
-    run_dir = Path(cfg.output.run_dir)
-    check_output_dir(run_dir)  # again: a file may have appeared there since validation
-    if resume_step is not None:
-        MetricsLog(run_dir / "metrics.jsonl").trim(resume_step)
-    else:
-        start_fresh(cfg, run_dir, say)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    return run_dir
 
 
 def seed_everything(seed: int) -> None:
@@ -274,7 +257,6 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.model.loader import load_model, tokenizer_for
     from tunesmith.train.batches import make_batches, steps_per_epoch
     from tunesmith.train.loop import Loop
-    from tunesmith.train.run_dir import open_run
 
     say = console.print if console is not None else print
     t_start = time.perf_counter()
@@ -397,10 +379,6 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
             f"{time.perf_counter() - t_start:.1f} s; saved to {run_dir}"
         )
     return TrainResult(run_dir, unwrapped, tokenizer, loop.first_loss, loop.last_loss, loop.step)
-
-
-def checkpoint_step(path: Path) -> int:
-    return int(json.loads((path / "state.json").read_text(encoding="utf-8"))["step"])
 
 
 def check_guard(saved: dict[str, Any], now: dict[str, Any], ckpt: Path) -> None:
