@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunesmith.config.schema import RunConfig
+from tunesmith.config.schema import RunConfig, stage_problems
 from tunesmith.errors import ConfigError
 
 
@@ -202,6 +202,22 @@ def load_config(
     except ConfigError as exc:
         raise ConfigError(where + str(exc)) from None
     return cfg
+
+
+def check_stage_settings(cfg: RunConfig) -> None:
+    """The schema's stage/setting rules again, for a config changed after loading.
+
+    ``load_config`` (``tunesmith validate``) applies them already; a recipe calls this because a
+    section assigned afterwards (``cfg.method.pref = ...``) is validated on its own.
+
+    Raises:
+        ConfigError: one line per setting the stage does not honour, each naming its dotted path.
+    """
+    problems = stage_problems(cfg)
+    if problems:
+        raise ConfigError(
+            "\n".join(f"{'.'.join(str(p) for p in loc)}: {text}" for loc, _, text in problems)
+        )
 
 
 def format_error(err: Any) -> str:

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tunesmith.config.names import FORMAT_NAMES, TEMPLATE_NAMES, closest
 
@@ -30,6 +38,18 @@ def unknown_name(what: str, name: str, choices: tuple[str, ...], fix: str) -> Py
     return PydanticCustomError(
         "unknown_name", "{text}", {"text": f"unknown {what} {name!r}; {hint}{fix}"}
     )
+
+
+def _check_loss_weights(v: dict[str, float] | None) -> dict[str, float] | None:
+    """``loss_weights`` (``data`` and each source): non-empty markers, weights >= 0."""
+    for marker, weight in (v or {}).items():
+        if not marker or weight < 0:
+            raise ValueError("markers must be non-empty strings and weights >= 0")
+    return v
+
+
+LossWeights = Annotated[dict[str, float] | None, AfterValidator(_check_loss_weights)]
+"""Span loss weights, marker -> weight (one validator for ``data`` and ``data.datasets.N``)."""
 
 
 class VisionConfig(Section):
@@ -115,7 +135,7 @@ class DatasetConfig(Section):
     max_samples: int | None = Field(None, ge=1, description="Read at most this many rows.")
     shuffle: bool = True
     media_dir: str | None = None
-    loss_weights: dict[str, float] | None = Field(
+    loss_weights: LossWeights = Field(
         None, description="Span loss weights for this source (overrides data.loss_weights)."
     )
     encoding: str | None = Field(
@@ -148,14 +168,6 @@ class DatasetConfig(Section):
         if v != "auto" and v not in FORMAT_NAMES:
             fix = f"use auto or one of {', '.join(FORMAT_NAMES)}"
             raise unknown_name("format", v, FORMAT_NAMES, fix)
-        return v
-
-    @field_validator("loss_weights")
-    @classmethod
-    def _weights(cls, v: dict[str, float] | None) -> dict[str, float] | None:
-        for marker, weight in (v or {}).items():
-            if not marker or weight < 0:
-                raise ValueError("markers must be non-empty strings and weights >= 0")
         return v
 
     @model_validator(mode="after")
@@ -208,7 +220,7 @@ class DataConfig(Section):
         0.0, ge=0, description="Held-out share (<1) or count per source for validation loss."
     )
     seed: int = 42
-    loss_weights: dict[str, float] | None = Field(
+    loss_weights: LossWeights = Field(
         None,
         description=(
             "Per-span loss weights inside trained assistant turns, marker -> weight, e.g. "
@@ -220,14 +232,6 @@ class DataConfig(Section):
     num_proc: int | None = Field(
         None, ge=1, description="Processes for tokenisation (default: automatic by source size)."
     )
-
-    @field_validator("loss_weights")
-    @classmethod
-    def _weights(cls, v: dict[str, float] | None) -> dict[str, float] | None:
-        for marker, weight in (v or {}).items():
-            if not marker or weight < 0:
-                raise ValueError("markers must be non-empty strings and weights >= 0")
-        return v
 
 
 class LoraConfig(Section):
@@ -365,7 +369,10 @@ class EvalConfig(Section):
         None, ge=1, description="Validation loss and sample generations every N steps."
     )
     val_split: float | int | None = Field(
-        None, ge=0, description="Held-out share (<1) or count per source; sets data.val_size."
+        None,
+        ge=0,
+        description="Another name for data.val_size (the one that counts): copied there and "
+        "cleared; giving both with different values is an error.",
     )
     prompts: list[str] = Field(
         default_factory=list, description="Answered before training, every N steps and at the end."
@@ -446,11 +453,192 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _eval_split(self) -> RunConfig:
-        if self.eval.val_split is not None:
-            self.data.val_size = self.eval.val_split
+        # data.val_size is the source of truth; eval.val_split is only another name for it.
+        split = self.eval.val_split
+        if split is not None:
+            given = "val_size" in self.data.model_fields_set
+            if given and self.data.val_size != split:
+                raise _rule_error(
+                    [
+                        (
+                            ("eval", "val_split"),
+                            split,
+                            f"another name for data.val_size, which is {self.data.val_size!r}; "
+                            "give one of them",
+                        )
+                    ]
+                )
+            self.data.val_size = split
+            self.eval.val_split = None  # the resolved config holds the value once
         if self.eval.early_stopping_patience and not (self.data.val_size and self.eval.every):
-            raise ValueError(
-                "eval.early_stopping_patience needs a validation split (eval.val_split) "
-                "and eval.every"
+            raise _rule_error(
+                [
+                    (
+                        ("eval", "early_stopping_patience"),
+                        self.eval.early_stopping_patience,
+                        "needs a validation split (data.val_size) and eval.every",
+                    )
+                ]
             )
         return self
+
+    @model_validator(mode="after")
+    def _stage_settings(self) -> RunConfig:
+        problems = stage_problems(self)
+        if problems:
+            raise _rule_error(problems)
+        return self
+
+
+PREFERENCE_STAGES = ("dpo", "orpo", "simpo", "kto")
+VLM_STAGES = ("vlm_pretrain", "vlm_sft")
+
+Problem = tuple[tuple[str | int, ...], Any, str]
+"""A cross-field error: the dotted path (as a tuple), the value found there, what is wrong."""
+
+
+def _rule_error(problems: list[Problem]) -> ValidationError:
+    """A ValidationError whose lines name each problem's own path (not the top level)."""
+    return ValidationError.from_exception_data(
+        "RunConfig",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("stage_setting", "{text}", {"text": text}),
+                loc=loc,
+                input=value,
+            )
+            for loc, value, text in problems
+        ],
+    )
+
+
+def stage_problems(cfg: RunConfig) -> list[Problem]:
+    """Settings that the chosen ``method.stage`` does not honour: errors, not silently ignored.
+
+    Every rule here reads the config alone, so ``tunesmith validate`` refuses what ``train``
+    would. Default values are never refused (a stage that ignores a setting ignores its default
+    too). What needs the model stays with the model code: the decoder-layer count of
+    ``method.freeze``, 4-bit shapes (``model/adapters.py``), LoRA targets matching nothing, the
+    tower's image tokens (``model/multimodal.py``), ``train.ce_impl`` on this device and model
+    (``train/loop.py``).
+    """
+    stage, m, t, d = cfg.method.stage, cfg.method, cfg.train, cfg.data
+    out: list[Problem] = []
+
+    def bad(loc: tuple[str | int, ...], value: Any, text: str) -> None:
+        out.append((loc, value, text))
+
+    p, p0 = m.pref, PreferenceConfig()
+    if stage not in PREFERENCE_STAGES:
+        for name in PreferenceConfig.model_fields:
+            if getattr(p, name) != getattr(p0, name):
+                bad(
+                    ("method", "pref", name),
+                    getattr(p, name),
+                    f"applies to the preference stages ({', '.join(PREFERENCE_STAGES)}); "
+                    f"stage is {stage}; remove it",
+                )
+    else:
+        if p.loss_type != "sigmoid" and stage != "dpo":
+            bad(
+                ("method", "pref", "loss_type"),
+                p.loss_type,
+                f"{p.loss_type!r} is a DPO variant; stage is {stage}; remove it or use stage dpo",
+            )
+        if p.label_smoothing and (stage in ("orpo", "kto") or p.loss_type != "sigmoid"):
+            bad(
+                ("method", "pref", "label_smoothing"),
+                p.label_smoothing,
+                "applies to DPO (sigmoid) and SimPO only; set it to 0",
+            )
+        if p.pref_ftx and stage == "orpo":
+            bad(
+                ("method", "pref", "pref_ftx"),
+                p.pref_ftx,
+                "ORPO already trains on the chosen replies; set it to 0",
+            )
+        if p.gamma != p0.gamma and stage != "simpo":
+            bad(("method", "pref", "gamma"), p.gamma, f"the SimPO margin; stage is {stage}")
+        for name in ("desirable_weight", "undesirable_weight"):
+            if getattr(p, name) != getattr(p0, name) and stage != "kto":
+                bad(("method", "pref", name), getattr(p, name), f"a KTO weight; stage is {stage}")
+        if p.precompute_ref and stage in ("orpo", "simpo"):
+            bad(
+                ("method", "pref", "precompute_ref"),
+                True,
+                f"{stage.upper()} uses no reference model; set it to false",
+            )
+        # What the preference recipe does not do: pairs are padded (data.packing and
+        # data.group_by_length, both on by default, do not apply), labels cover the replies only,
+        # and the step is pref_step's own full-logits forward in whole micro-batches.
+        for name, why in (
+            ("train_on_prompt", "preference stages train on the replies only"),
+            ("mask_history", "a pair's prompt is never trained"),
+        ):
+            if getattr(d, name):
+                bad(("data", name), True, f"{why}; set it to false")
+        if d.loss_weights:
+            bad(("data", "loss_weights"), d.loss_weights, "not used by preference stages")
+        for i, ds in enumerate(d.datasets):
+            if ds.loss_weights:
+                bad(
+                    ("data", "datasets", i, "loss_weights"),
+                    ds.loss_weights,
+                    "not used by preference stages",
+                )
+        if t.ce_impl != "auto":
+            bad(
+                ("train", "ce_impl"),
+                t.ce_impl,
+                "preference stages score full logits (the SFT loss paths do not apply); use auto",
+            )
+    if stage in PREFERENCE_STAGES or stage in VLM_STAGES:
+        kind = "preference" if stage in PREFERENCE_STAGES else "vlm"
+        if t.compile:
+            bad(("train", "compile"), True, f"the {kind} recipe does not compile; set it to false")
+        if isinstance(t.pass_tokens, int):
+            why = "micro-batches with images" if kind == "vlm" else "preference micro-batches"
+            bad(
+                ("train", "pass_tokens"),
+                t.pass_tokens,
+                f"{why} are never split into passes; use auto or null",
+            )
+
+    v = cfg.model.vision
+    if stage not in VLM_STAGES:
+        if v is not None:
+            bad(("model", "vision"), v.model_dump(), f"applies to the vlm stages; stage is {stage}")
+    elif stage == "vlm_pretrain":
+        if t.gradient_checkpointing:
+            bad(
+                ("train", "gradient_checkpointing"),
+                True,
+                "vlm_pretrain trains no LLM layer; set it to false",
+            )
+        if m.type != "lora":  # the default: vlm_pretrain ignores method.type
+            bad(("method", "type"), m.type, "vlm_pretrain trains the projector only; remove it")
+        if v is not None and v.train_vision != "frozen":
+            bad(
+                ("model", "vision", "train_vision"),
+                v.train_vision,
+                "vlm_pretrain trains the projector only; use it in vlm_sft",
+            )
+        if v is not None and not v.train_projector:
+            bad(
+                ("model", "vision", "train_projector"),
+                False,
+                "vlm_pretrain trains the projector (only); remove it",
+            )
+    else:  # vlm_sft (apply_vlm_method in model/multimodal.py checks the same when called alone)
+        train_vision = v.train_vision if v is not None else "frozen"
+        if m.type not in ("full", "lora"):
+            bad(("method", "type"), m.type, "stage vlm_sft trains the LLM with 'full' or 'lora'")
+        elif m.type == "full" and train_vision == "lora":
+            bad(
+                ("model", "vision", "train_vision"),
+                train_vision,
+                "'lora' needs method.type 'lora'; use 'full' or 'frozen'",
+            )
+        if m.lora.init == "pissa" and (m.type == "lora" or train_vision == "lora"):
+            bad(("method", "lora", "init"), "pissa", "not supported by the vlm stages; use default")
+    return out

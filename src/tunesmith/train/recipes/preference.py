@@ -13,7 +13,9 @@ Reference model (DPO, KTO; ORPO and SimPO need none):
 * PiSSA moves the principal components out of the base weights, so the adapter-disabled model is
   not the starting model: its reference log-probs are always precomputed.
 
-Pairs are padded, not packed (``data.packing`` does not apply to preference stages).
+Pairs are padded, not packed (``data.packing`` does not apply to preference stages). Settings this
+recipe does not honour are refused by the config schema (``config/schema.py``,
+``stage_problems``), so ``tunesmith validate`` catches them too.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import Any
 
 import torch
 
+from tunesmith.config.load import check_stage_settings
 from tunesmith.config.schema import RunConfig
-from tunesmith.errors import ConfigError
 from tunesmith.train.pref_step import (
     Scorer,
     evaluate_preference,
@@ -57,24 +59,6 @@ def reference_mode(cfg: RunConfig) -> str:
     if m.pref.precompute_ref or (m.type in ("lora", "qlora") and m.lora.init == "pissa"):
         return "precomputed"
     return "adapter" if m.type in ("lora", "qlora") else "copy"
-
-
-def check_settings(cfg: RunConfig) -> None:
-    """Settings that do not apply to the chosen stage are errors, not silently ignored."""
-    stage, p = cfg.method.stage, cfg.method.pref
-    if p.loss_type != "sigmoid" and stage != "dpo":
-        raise ConfigError(
-            f"method.pref.loss_type: {p.loss_type!r} is a DPO variant; stage is "
-            f"{stage}; remove it or use stage dpo"
-        )
-    if p.label_smoothing and (stage in ("orpo", "kto") or p.loss_type != "sigmoid"):
-        raise ConfigError(
-            "method.pref.label_smoothing applies to DPO (sigmoid) and SimPO only; set it to 0"
-        )
-    if p.pref_ftx and stage == "orpo":
-        raise ConfigError(
-            "method.pref.pref_ftx: ORPO already trains on the chosen replies; set it to 0"
-        )
 
 
 def plot_rewards(records: list[dict[str, Any]], out: Path) -> Path | None:
@@ -121,7 +105,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     say = console.print if console is not None else print
     t_start = time.perf_counter()
     tc, stage = cfg.train, cfg.method.stage
-    check_settings(cfg)
+    check_stage_settings(cfg)  # the schema's rules (load_config ran them)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     ckpt, run_dir = open_run(cfg, say)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, overload
 
+from tunesmith.config.load import check_stage_settings
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
 from tunesmith.train.recipes.sft import (
@@ -108,13 +109,12 @@ class VLMBatches(Sequence[dict[str, Any]]):
 
 
 def check_stage(cfg: RunConfig) -> None:
-    """The settings the vlm stages need."""
+    """The vlm stages only, and the schema's stage/setting rules (``config/schema.py``,
+    ``stage_problems``: load_config ran them already). What needs the model (the tower's image
+    tokens, LoRA targets) is checked in ``model/multimodal.py`` on loading it."""
     if cfg.method.stage not in STAGES:
         raise ConfigError(f"method.stage {cfg.method.stage!r}: the vlm recipe runs {STAGES}")
-    if cfg.train.gradient_checkpointing and cfg.method.stage == "vlm_pretrain":
-        raise ConfigError(
-            "train.gradient_checkpointing: vlm_pretrain trains no LLM layer; set it to false"
-        )
+    check_stage_settings(cfg)
 
 
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
