@@ -11,13 +11,12 @@ import LLaVA safetensors.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunesmith.atomic import replace_dir
 from tunesmith.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -101,9 +100,7 @@ def export(
     if adapter_only and not where.adapter:
         raise ConfigError(f"{run_or_model}: --adapter-only needs a LoRA run or --adapter PATH")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with replace_dir(out, prefix=f".{out.name}-") as tmp:
         if adapter_only:
             assert where.adapter is not None
             merged, model, tokenizer = False, None, _tokenizer(where)
@@ -124,12 +121,6 @@ def export(
             dtype=dtype,
             vision=vision,
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(out, merged, sorted(p.name for p in out.iterdir()))
 
 

@@ -6,12 +6,10 @@ A leaf of ``tunesmith.model`` (``multimodal`` re-exports it): ``tiny`` builds th
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from tunesmith.atomic import replace_dir
 from tunesmith.errors import ConfigError
 from tunesmith.model.paths import _first
 from tunesmith.quiet import quiet_transformers
@@ -124,17 +122,9 @@ def compose_llava(
 
 
 def _save_atomic(model: Any, processor: Any, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".llava-", dir=out.parent))
-    try:
+    with replace_dir(out, prefix=".llava-") as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunesmith.atomic import replace_dir
 from tunesmith.errors import ConfigError
 from tunesmith.model.llava import compose_llava
 from tunesmith.model.paths import BUILTIN_PREFIX, cache_root, damaged_file
@@ -139,8 +140,7 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
     if spec.arch not in ARCHS:
         raise ConfigError(f"--arch {spec.arch!r}: unknown; choose one of {', '.join(ARCHS)}")
     out = Path(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent if out.parent.exists() else None))
-    try:
+    with replace_dir(out, prefix=".tiny-") as tmp:
         raw = train_tokenizer(spec)
         tokenizer = PreTrainedTokenizerFast(
             tokenizer_object=raw,
@@ -165,13 +165,6 @@ def build_tiny(out_dir: str | Path, spec: TinySpec | None = None) -> Path:
         )
         quiet_transformers()  # no "Writing model shards" bar for a one-file model
         model.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
