@@ -362,6 +362,81 @@ class TrainConfig(Section):
         return v
 
 
+TaskName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+"""A task name: its files are ``eval/<name>.json`` and ``eval/<name>.predictions.jsonl``."""
+
+
+class PerplexitySpec(Section):
+    """Loss and perplexity on a validation set, rendered and labelled as in training."""
+
+    type: Literal["perplexity"] = "perplexity"
+    name: TaskName = "perplexity"
+    datasets: list[DatasetConfig] | None = Field(
+        None,
+        description="Dataset entries in the data.datasets syntax, every row scored; none: the "
+        "run's own validation split (data.val_size).",
+    )
+    max_samples: int | None = Field(None, ge=1, description="Score at most this many samples.")
+
+
+class GenerationSpec(Section):
+    """Answers to prompts scored against references: exact match, BLEU, ROUGE-1/2/L."""
+
+    type: Literal["generation"] = "generation"
+    name: TaskName = "generation"
+    data: str = Field(
+        description="JSONL/JSON/CSV/Parquet file: prompt|question|instruction(+input) and "
+        "reference|answer|output|response columns (or the columns named below)."
+    )
+    prompt_column: str | None = None
+    reference_column: str | None = None
+    max_samples: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0: greedy; above: sampled with seed.")
+    seed: int | None = Field(None, description="Sampling seed (default: the evaluation's seed).")
+    lang: Literal["auto", "en", "zh"] = Field(
+        "auto", description="zh: BLEU on sacrebleu's zh tokenizer, ROUGE on characters."
+    )
+
+
+class MultipleChoiceSpec(Section):
+    """MMLU/C-Eval/CMMLU-style questions scored by the log-likelihood of each option."""
+
+    type: Literal["multiple_choice"] = "multiple_choice"
+    name: TaskName = "multiple_choice"
+    data: str = Field(
+        description="JSONL/JSON/CSV/Parquet: question, A, B, C, D, answer[, subject]."
+    )
+    dev: str | None = Field(None, description="Few-shot examples file (same columns).")
+    shots: int = Field(
+        0, ge=0, description="Few-shot examples per question (from dev, per subject)."
+    )
+    score: Literal["letter", "text"] = Field(
+        "letter", description="letter: log-likelihood of the answer letter; text: of the option."
+    )
+    max_samples: int | None = Field(None, ge=1)
+
+
+class IdentitySpec(Section):
+    """Identity score on held-out questions and false-claim rate on general prompts."""
+
+    type: Literal["identity"] = "identity"
+    name: TaskName = "identity"
+    identity_name: str | dict[str, str] | None = Field(
+        None, description="Name to look for (default: the run's data.identity.name)."
+    )
+    heldout: str | None = Field(None, description="Default: eval.identity_heldout.")
+    general: str | None = Field(None, description="Default: eval.general_prompts.")
+    max_new_tokens: int = Field(48, ge=1)
+
+
+EvalTaskSpec = Annotated[
+    PerplexitySpec | GenerationSpec | MultipleChoiceSpec | IdentitySpec,
+    Field(discriminator="type"),
+]
+"""One entry of ``eval.tasks``, told apart by ``type``."""
+
+
 class EvalConfig(Section):
     """Evaluation during and after training."""
 
@@ -386,6 +461,10 @@ class EvalConfig(Section):
     )
     general_prompts: str = Field(
         "builtin:general_eval", description="General prompts for the false-claim rate (JSONL)."
+    )
+    tasks: list[EvalTaskSpec] = Field(
+        default_factory=list,
+        description="Evaluations run at the end of training and by `tunesmith eval RUN`.",
     )
 
 
