@@ -183,20 +183,13 @@ class EvalContext:
             rows.append((ids, min(len(cont_ids), len(ids) - 1)))
         length = max(len(ids) for ids, _ in rows)
         pad = engine.tokenizer.pad_token_id or 0
-        device = next(engine.model.parameters()).device
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
         mask = torch.zeros((len(rows), length), dtype=torch.long)
         for b, (ids, _) in enumerate(rows):
             input_ids[b, : len(ids)] = torch.tensor(ids)
             mask[b, : len(ids)] = 1
-        runner = engine.runner
-        key = engine.adapter_key(None)
-        kwargs: dict[str, Any] = {}
-        # The runner's adapter routing (the same one generation goes through).
-        with runner.lock, torch.no_grad(), runner._route([key] * len(rows), kwargs):
-            logits = engine.model(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device), **kwargs
-            ).logits
+        logits = self.forward(input_ids, mask)
+        device = logits.device
         logp = torch.log_softmax(logits.float(), dim=-1)
         out = []
         for b, (ids, n) in enumerate(rows):
@@ -205,3 +198,21 @@ class EvalContext:
             picked = logp[b, start - 1 : len(ids) - 1].gather(-1, target[:, None])
             out.append((float(picked.sum()), n))
         return out
+
+    def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+        """Logits of one right-padded batch (tensors on any device) with the default adapter."""
+        import torch
+
+        engine = self.engine
+        device = next(engine.model.parameters()).device
+        runner = engine.runner
+        kwargs: dict[str, Any] = {}
+        # The runner's adapter routing (the same one generation goes through).
+        with runner.lock, torch.no_grad(), runner._route([engine.adapter_key(None)], kwargs):
+            out = engine.model(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                use_cache=False,
+                **kwargs,
+            )
+        return out.logits

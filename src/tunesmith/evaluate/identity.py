@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ConfigError, DataError
+from tunesmith.evaluate.base import EvalContext, Task, TaskResult
+from tunesmith.evaluate.registry import register
 
 
 @dataclass
@@ -137,3 +139,80 @@ def identity_of(run_config: dict[str, Any] | None) -> tuple[str | dict[str, str]
     if not ident:
         raise ConfigError("this run has no data.identity; pass --name NAME to evaluate")
     return ident["name"], data.get("system")
+
+
+class _ContextEngine:
+    """``run_identity_eval``'s engine calls, answered through an ``EvalContext``."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    def generate(self, convs: list[list[dict[str, str]]], params: Any) -> list[str]:
+        # The conversations carry their own system prompt (or none, as before this task API).
+        return self.ctx.generate(
+            convs, max_new_tokens=params.max_new_tokens, temperature=0.0, add_system=False
+        )
+
+
+@register
+class Identity(Task):
+    """The identity check as an evaluation task (same scores as ``eval identity``)."""
+
+    kind = "identity"
+
+    def run(self, ctx: EvalContext) -> TaskResult:
+        """Ask the held-out identity questions and the general prompts, greedily."""
+        import time
+
+        t0 = time.perf_counter()
+        spec = self.spec
+        run_config = ctx.engine.run_config or {}
+        if spec.identity_name is None:
+            name, system = identity_of(run_config)
+        else:
+            name, system = spec.identity_name, None
+        ev = run_config.get("eval") or {}
+        heldout = read_questions(
+            spec.heldout or ev.get("identity_heldout", "builtin:identity_heldout")
+        )
+        general = read_questions(spec.general or ev.get("general_prompts", "builtin:general_eval"))
+        result = run_identity_eval(
+            _ContextEngine(ctx),
+            name,
+            heldout,
+            general,
+            max_new_tokens=spec.max_new_tokens,
+            batch_size=ctx.batch_size,
+            system=system,
+        )
+        rows = [
+            {
+                "id": i,
+                "prompt": r["question"],
+                "reference": name_for(name, r["lang"]),
+                "prediction": r["answer"],
+                "kind": "identity",
+                "lang": r["lang"],
+                "ok": r["ok"],
+            }
+            for i, r in enumerate(result.identity_answers)
+        ] + [
+            {
+                "id": len(result.identity_answers) + i,
+                "prompt": r["question"],
+                "reference": None,
+                "prediction": r["answer"],
+                "kind": "general",
+                "lang": r["lang"],
+                "claims": r["claims"],
+            }
+            for i, r in enumerate(result.general_answers)
+        ]
+        scores = {
+            "identity_score": result.identity_score,
+            "false_claim_rate": result.false_claim_rate,
+        }
+        details = {"name": name, "n_general": result.n_general}
+        return TaskResult(
+            self.kind, self.name, scores, rows, details, result.n, time.perf_counter() - t0
+        )
