@@ -153,7 +153,99 @@ def train(
     quiet_third_party()  # as the CLI: deprecations inside libraries are not the user's to fix
     recipe = recipe_for(cfg.method.stage)
     check_model_names(cfg)
-    return recipe.run(cfg, console=console, show_progress=progress)
+    result = recipe.run(cfg, console=console, show_progress=progress)
+    if cfg.eval.tasks and _is_main_process():
+        say = console.print if console is not None else print
+        evaluate_after_training(result.run_dir, cfg.eval.tasks, step=result.steps, say=say)
+    return result
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run_eval(
+    target: str | Path,
+    tasks: list[Any] | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    say: Any = None,
+    engine: Engine | None = None,
+) -> list[Any]:
+    """Run evaluation tasks on a run directory or a model; results land in ``<run>/eval/``.
+
+    Args:
+        target: a run directory, a model folder or ``builtin:tiny-qwen2``-style name.
+        tasks: task specs (``config.schema`` ``*Spec`` objects or dicts with ``type``);
+            default: the run's ``eval.tasks``.
+        out_dir: where ``<name>.json`` and ``<name>.predictions.jsonl`` go (default:
+            ``<run>/eval`` for a run directory, nowhere for a bare model).
+        batch_size: prompts (or sequences) per forward pass.
+        seed: seed of sampled generations.
+        say: progress messages (default: none).
+        engine: an already loaded engine for ``target``.
+
+    Returns:
+        The ``TaskResult`` of each task, in order.
+
+    Raises:
+        ConfigError: no tasks, a bad task spec, unreadable data.
+    """
+    from pydantic import ValidationError
+
+    from tunesmith.config.schema import EvalConfig
+    from tunesmith.evaluate.base import EvalContext
+    from tunesmith.evaluate.registry import run_tasks
+    from tunesmith.infer.engine import Engine
+
+    engine = engine or Engine.load(str(target))
+    if tasks is None:
+        tasks = list(EvalConfig.model_validate((engine.run_config or {}).get("eval") or {}).tasks)
+        if not tasks:
+            raise ConfigError(
+                f"{target}: no eval.tasks in the run's config; give a CONFIG with eval.tasks "
+                "or --task NAME (with --data FILE)"
+            )
+    try:
+        given = [t if isinstance(t, dict) else t.model_dump() for t in tasks]
+        specs = EvalConfig.model_validate({"tasks": given}).tasks
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in ("eval", *err["loc"]))
+        raise ConfigError(f"{where}: {err['msg']}") from None
+    is_run = engine.run_config is not None and Path(target).is_dir()
+    if out_dir is None and is_run:
+        out_dir = Path(target) / "eval"
+    ctx = EvalContext(
+        engine,
+        run=None,
+        seed=seed,
+        batch_size=batch_size,
+        say=say or (lambda _: None),
+        model=str(target),
+    )
+    return run_tasks(specs, ctx, out_dir)
+
+
+def evaluate_after_training(
+    run_dir: str | Path, tasks: list[Any], *, step: int, say: Any = print
+) -> list[Any]:
+    """Run ``eval.tasks`` on a finished run and append their metrics to ``metrics.jsonl``.
+
+    Each task adds one record ``{"step": step, "eval/<name>/<metric>": value, ...}``.
+    """
+    results = run_eval(run_dir, tasks, say=say)
+    with (Path(run_dir) / "metrics.jsonl").open("a", encoding="utf-8") as f:
+        for r in results:
+            record = {"step": step, **{f"eval/{r.name}/{k}": v for k, v in r.metrics.items()}}
+            f.write(json.dumps(record) + "\n")
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in r.metrics.items())
+            say(f"eval {r.name}: {shown} ({run_dir}/eval/{r.name}.json)")
+    return results
 
 
 def chat(

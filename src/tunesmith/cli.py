@@ -203,6 +203,31 @@ def cmd_eval_identity(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_TYPES = "perplexity, generation, multiple_choice, identity"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``eval RUN_OR_MODEL [CONFIG]``, or the identity check as ``eval identity RUN``."""
+    if args.target == "identity" and args.config and not args.config.endswith((".yaml", ".yml")):
+        args.run = args.config
+        args.max_new_tokens = args.max_new_tokens or 48
+        return cmd_eval_identity(args)
+    from tunesmith.api import run_eval
+    from tunesmith.evaluate.report import eval_specs, print_results
+
+    specs = eval_specs(args)
+    results = run_eval(
+        args.target,
+        specs,
+        out_dir=args.out,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        say=(lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr)),
+    )
+    print_results(results, as_json=args.json)
+    return 0
+
+
 # ---- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (kept free of heavy imports)."""
@@ -286,16 +311,29 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--kv-heads", type=int, help="default 4")
     tiny.set_defaults(func=cmd_model_tiny)
 
-    e = sub.add_parser("eval", help="evaluate a run")
-    esub = e.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
-    ei = esub.add_parser("identity", help="identity score and false-claim rate")
-    ei.add_argument("run")
-    ei.add_argument("--json", action="store_true", help="print one JSON line")
-    ei.add_argument("--name", help="name to look for (default: the run's data.identity.name)")
-    ei.add_argument("--heldout", help="held-out identity questions (JSONL)")
-    ei.add_argument("--general", help="general prompts (JSONL)")
-    ei.add_argument("--max-new-tokens", type=int, default=48)
-    ei.set_defaults(func=cmd_eval_identity)
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a run or model: eval.tasks, or --task (also: eval identity RUN)",
+        description="tunesmith eval RUN_OR_MODEL [CONFIG]: run the eval.tasks of the run (or of "
+        "CONFIG), or --task with --data; prints a table, writes <run>/eval/*.json. "
+        "tunesmith eval identity RUN: the identity score as before.",
+    )
+    e.add_argument("target", metavar="RUN_OR_MODEL", help="run directory, model folder or name")
+    e.add_argument("config", nargs="?", metavar="CONFIG", help="config file whose eval.tasks run")
+    e.add_argument("--task", action="append", help="task type (repeatable): " + EVAL_TYPES)
+    e.add_argument(
+        "--data", help="data file of the --task (generation, multiple_choice, perplexity)"
+    )
+    e.add_argument("--json", action="store_true", help="print JSON (identity: one line)")
+    e.add_argument("--out", help="results folder (default: RUN/eval)")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--max-samples", type=int, help="evaluate at most this many examples")
+    e.add_argument("--name", help="identity: name to look for (default: data.identity.name)")
+    e.add_argument("--heldout", help="identity: held-out identity questions (JSONL)")
+    e.add_argument("--general", help="identity: general prompts (JSONL)")
+    e.add_argument("--max-new-tokens", type=int, help="default: 48 (identity), 128 (generation)")
+    e.set_defaults(func=cmd_eval)
 
     from tunesmith.infer.commands import add_commands as add_infer_commands
 
