@@ -9,7 +9,13 @@ import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 # Distribution name -> the module the code imports (or why it needs no import of ours).
-MODULE = {"bitsandbytes": "bitsandbytes", "fastapi": "fastapi", "uvicorn": "uvicorn"}
+MODULE = {
+    "bitsandbytes": "bitsandbytes",
+    "fastapi": "fastapi",
+    "uvicorn": "uvicorn",
+    "sacrebleu": "sacrebleu",
+    "rouge-score": "rouge_score",
+}
 INDIRECT = {"tensorboard": "Accelerate's tracker imports it for train.report_to: tensorboard"}
 
 
