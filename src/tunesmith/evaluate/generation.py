@@ -74,9 +74,9 @@ class Generation(Task):
             }
             for it, p in zip(items, predictions)
         ]
-        details["sampling"] = (
-            "greedy" if spec.temperature == 0 else f"temperature {spec.temperature}"
-        )
+        seed = ctx.seed if spec.seed is None else spec.seed
+        sampled = f"temperature {spec.temperature}, seed {seed}"
+        details["sampling"] = "greedy" if spec.temperature == 0 else sampled
         return TaskResult(
             self.kind, self.name, scores, rows, details, len(rows), time.perf_counter() - t0
         )

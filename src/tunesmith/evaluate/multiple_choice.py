@@ -7,6 +7,7 @@ with ``score: text``, whose text, mean log-probability per token) is most likely
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from typing import Any
@@ -44,6 +45,11 @@ def read_questions(path: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def metric_key(subject: str) -> str:
+    """``subject`` as a metric name part: lower case, runs of non-word characters as ``_``."""
+    return re.sub(r"\W+", "_", subject.strip().casefold()).strip("_") or "none"
 
 
 def format_question(q: dict[str, Any], *, with_answer: bool) -> str:
@@ -117,7 +123,7 @@ class MultipleChoice(Task):
         result = {"accuracy": sum(r["correct"] for r in rows) / max(n, 1)}
         if len(by_subject) > 1 or "all" not in by_subject:
             for subject, hits in sorted(by_subject.items()):
-                result[f"accuracy/{subject}"] = sum(hits) / len(hits)
+                result[f"accuracy/{metric_key(subject)}"] = sum(hits) / len(hits)
         details = {
             "score": spec.score,
             "shots": spec.shots,

@@ -244,3 +244,21 @@ def test_registry() -> None:
         EvalConfig.model_validate({"tasks": [{"type": "bogus"}]})
     with pytest.raises(Exception, match="Extra inputs"):
         EvalConfig.model_validate({"tasks": [{"type": "perplexity", "dataa": 1}]})
+
+
+def test_subject_metric_names_are_snake_case() -> None:
+    from tunesmith.evaluate.multiple_choice import metric_key
+
+    assert metric_key("High School Physics") == "high_school_physics"
+    assert metric_key(" 高中 物理 ") == "高中_物理"
+    assert metric_key("--") == "none"
+
+
+def test_generation_sampling_records_its_seed(tmp_path: Path, fake_ctx: Any) -> None:
+    data = write_jsonl(tmp_path / "g.jsonl", [{"prompt": "a", "reference": "b"}])
+    ctx = fake_ctx(answer=lambda p: "b")
+    spec = GenerationSpec(data=str(data), temperature=0.7, seed=5)
+    result = Generation(spec).run(ctx)
+    assert result.details["sampling"] == "temperature 0.7, seed 5"
+    assert ctx.calls[0]["seed"] == 5 and ctx.calls[0]["temperature"] == 0.7
+    assert result.metrics["exact_match"] == 1.0
