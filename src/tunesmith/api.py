@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.errors import ConfigError
+from tunesmith.errors import ConfigError, TunesmithError
 from tunesmith.recipes import resolve_config_arg
 
 if TYPE_CHECKING:
@@ -153,11 +153,23 @@ def train(
     quiet_third_party()  # as the CLI: deprecations inside libraries are not the user's to fix
     recipe = recipe_for(cfg.method.stage)
     check_model_names(cfg)
+    check_eval_files(cfg.eval.tasks)  # before training, not after it
     result = recipe.run(cfg, console=console, show_progress=progress)
     if cfg.eval.tasks and _is_main_process():
         say = console.print if console is not None else print
         evaluate_after_training(result.run_dir, cfg.eval.tasks, step=result.steps, say=say)
     return result
+
+
+def check_eval_files(tasks: list[Any]) -> None:
+    """Raise ``ConfigError`` for an ``eval.tasks`` data file that is not there."""
+    from tunesmith.evaluate.datafile import resolve
+
+    for i, task in enumerate(tasks):
+        for key in ("data", "dev"):
+            path = getattr(task, key, None)
+            if isinstance(path, str) and not resolve(path).is_file():
+                raise ConfigError(f"eval.tasks.{i}.{key}: {path} not found; give a local file")
 
 
 def _is_main_process() -> bool:
@@ -238,7 +250,10 @@ def evaluate_after_training(
 
     Each task adds one record ``{"step": step, "eval/<name>/<metric>": value, ...}``.
     """
-    results = run_eval(run_dir, tasks, say=say)
+    try:
+        results = run_eval(run_dir, tasks, say=say)
+    except TunesmithError as exc:
+        raise type(exc)(f"training finished ({run_dir}), but eval.tasks failed: {exc}") from exc
     with (Path(run_dir) / "metrics.jsonl").open("a", encoding="utf-8") as f:
         for r in results:
             record = {"step": step, **{f"eval/{r.name}/{k}": v for k, v in r.metrics.items()}}
