@@ -35,8 +35,9 @@ def token_nll_sum(logits: Any, labels: Any, weights: Any = None) -> tuple[Any, A
     return losses.sum(), keep.sum()
 
 
-def samples_for(ctx: EvalContext, spec: Any) -> tuple[list[dict[str, Any]], str]:
-    """Rendered samples (``input_ids``, ``labels``[, ``weights``]) and where they came from."""
+def samples_for(ctx: EvalContext, spec: Any) -> tuple[list[dict[str, Any]], str, dict[str, int]]:
+    """Rendered samples (``input_ids``, ``labels``[, ``weights``]), where they came from, and the
+    rows the renderer skipped, by reason (too long for ``data.max_length``, ...)."""
     from tunesmith.config.schema import DataConfig, RunConfig
     from tunesmith.data.engine import build_renderer, prepare
 
@@ -64,13 +65,23 @@ def samples_for(ctx: EvalContext, spec: Any) -> tuple[list[dict[str, Any]], str]
                 "packing": False,
             }
         )
-        return prepare(data, renderer, stage=stage, refuse=False).train, "datasets"
+        prepared = prepare(data, renderer, stage=stage, refuse=False)
+        return prepared.train, "datasets", _skipped(prepared)
     if not data.val_size:
         raise ConfigError(
             f"eval.tasks {spec.name}: the run has no validation split (data.val_size is 0); "
             "set data.val_size or give the task datasets"
         )
-    return prepare(data, renderer, stage=stage, refuse=False).val, "val split"
+    prepared = prepare(data, renderer, stage=stage, refuse=False)
+    return prepared.val, "val split", _skipped(prepared)
+
+
+def _skipped(prepared: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for source in prepared.report.sources:
+        for reason, n in source.skipped.items():
+            out[reason] = out.get(reason, 0) + n
+    return out
 
 
 @register
@@ -84,7 +95,7 @@ class Perplexity(Task):
         from tunesmith.data.collate import collate_padded
 
         t0 = time.perf_counter()
-        samples, source = samples_for(ctx, self.spec)
+        samples, source, skipped = samples_for(ctx, self.spec)
         if self.spec.max_samples:
             samples = samples[: self.spec.max_samples]
         if not samples:
@@ -112,7 +123,7 @@ class Perplexity(Task):
                 )
         loss = total / max(count, 1)
         scores = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
-        details = {"source": source, "tokens": count, "samples": len(samples)}
+        details = {"source": source, "tokens": count, "samples": len(samples), "skipped": skipped}
         return TaskResult(
             self.kind, self.name, scores, rows, details, len(rows), time.perf_counter() - t0
         )

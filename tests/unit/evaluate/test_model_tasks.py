@@ -99,7 +99,7 @@ def test_perplexity_is_exp_of_the_training_token_loss(engine: Any, tmp_path: Pat
         ).logits
     total, n = token_ce_sum(logits, batch["labels"])
     mean = float(total / n)
-    assert result.n == 7 and result.details["tokens"] == int(n)
+    assert result.n == 7 and result.details["tokens"] == int(n) and result.details["skipped"] == {}
     assert result.metrics["loss"] == pytest.approx(mean, rel=1e-5)
     assert result.metrics["perplexity"] == pytest.approx(math.exp(mean), rel=1e-5)
     # Token-weighted: the mean over tokens, not over samples.
