@@ -213,10 +213,12 @@ def run_eval(
     from tunesmith.evaluate.base import EvalContext
     from tunesmith.evaluate.registry import run_tasks
     from tunesmith.infer.engine import Engine
+    from tunesmith.runs import is_run_dir, load_run
 
+    run = load_run(target) if is_run_dir(target) else None
     engine = engine or Engine.load(str(target))
     if tasks is None:
-        tasks = list(EvalConfig.model_validate((engine.run_config or {}).get("eval") or {}).tasks)
+        tasks = list(run.config.eval.tasks) if run is not None else []
         if not tasks:
             raise ConfigError(
                 f"{target}: no eval.tasks in the run's config; give a CONFIG with eval.tasks "
@@ -229,12 +231,11 @@ def run_eval(
         err = exc.errors()[0]
         where = ".".join(str(p) for p in ("eval", *err["loc"]))
         raise ConfigError(f"{where}: {err['msg']}") from None
-    is_run = engine.run_config is not None and Path(target).is_dir()
-    if out_dir is None and is_run:
-        out_dir = Path(target) / "eval"
+    if out_dir is None and run is not None:
+        out_dir = run.dir / "eval"
     ctx = EvalContext(
         engine,
-        run=None,
+        run=run,
         seed=seed,
         batch_size=batch_size,
         say=say or (lambda _: None),

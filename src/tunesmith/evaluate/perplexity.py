@@ -42,8 +42,8 @@ def samples_for(ctx: EvalContext, spec: Any) -> tuple[list[dict[str, Any]], str,
     from tunesmith.data.engine import build_renderer, prepare
 
     run_config = ctx.engine.run_config
-    if run_config:
-        cfg = RunConfig.model_validate(run_config)
+    if ctx.run is not None or run_config:
+        cfg = ctx.run.config if ctx.run is not None else RunConfig.model_validate(run_config)
         data, template, stage = cfg.data, cfg.model.template, cfg.method.stage
     elif spec.datasets:
         data, template, stage = DataConfig(datasets=spec.datasets), None, "sft"
