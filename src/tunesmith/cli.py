@@ -212,6 +212,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.run = args.config
         args.max_new_tokens = args.max_new_tokens or 48
         return cmd_eval_identity(args)
+    if args.target == "identity" and not Path("identity").exists():
+        raise ConfigError("eval identity: give the run directory: tunesmith eval identity RUN")
     from tunesmith.api import run_eval
     from tunesmith.evaluate.report import eval_specs, print_results
 
