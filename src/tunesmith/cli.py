@@ -170,14 +170,15 @@ def cmd_model_tiny(args: argparse.Namespace) -> int:
 
 def cmd_eval_identity(args: argparse.Namespace) -> int:
     """Identity score and false-claim rate of a run."""
+    from tunesmith.config.schema import EvalConfig
     from tunesmith.evaluate.identity import identity_of, read_questions, run_identity_eval
     from tunesmith.infer.engine import Engine
 
     engine = Engine.load(args.run)
     name, system = identity_of(engine.run_config) if args.name is None else (args.name, None)
-    ev = (engine.run_config or {}).get("eval") or {}
-    heldout = read_questions(args.heldout or ev.get("identity_heldout", "builtin:identity_heldout"))
-    general = read_questions(args.general or ev.get("general_prompts", "builtin:general_eval"))
+    ev = engine.run.config.eval if engine.run is not None else EvalConfig()
+    heldout = read_questions(args.heldout or ev.identity_heldout)
+    general = read_questions(args.general or ev.general_prompts)
     result = run_identity_eval(
         engine, name, heldout, general, max_new_tokens=args.max_new_tokens, system=system
     )

@@ -33,7 +33,10 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_qwen2: Path) -> Path:
         run / "adapter"
     )
     AutoTokenizer.from_pretrained(tiny_qwen2).save_pretrained(run / "adapter")
-    config = {"model": {"name": "builtin:tiny-qwen2"}, "data": {"system": SYSTEM}}
+    config = {
+        "model": {"name": "builtin:tiny-qwen2"},
+        "data": {"datasets": [{"path": "builtin:identity"}], "system": SYSTEM},
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     return run
 

@@ -182,7 +182,8 @@ def test_refuses_to_merge_into_a_quantized_base(
     run = tmp_path / "qrun"
     run.mkdir()
     (run / "adapter").symlink_to(runs["lora"] / "adapter")
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": str(base)}}))
+    cfg = {"model": {"name": str(base)}, "data": {"datasets": [{"path": "builtin:identity"}]}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match=r"quantized \(bitsandbytes\).*--adapter-only") as info:
         export(str(run), tmp_path / "out")
     assert "\n" not in str(info.value)
@@ -215,7 +216,11 @@ def make_full_run(root: Path, base: Path, name: str) -> Path:
     run = root / f"run-full-{name.replace('/', '-').replace(':', '-')}"
     AutoModelForCausalLM.from_pretrained(base).save_pretrained(run / "model")
     AutoTokenizer.from_pretrained(base).save_pretrained(run / "model")
-    config = {"model": {"name": name}, "method": {"type": "full", "stage": "sft"}}
+    config = {
+        "model": {"name": name},
+        "data": {"datasets": [{"path": "builtin:identity"}]},
+        "method": {"type": "full", "stage": "sft"},
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     return run
 
@@ -256,7 +261,8 @@ def test_adapter_only_modelfile_names_a_base_ollama_can_open(
         run = tmp_path / f"run-{len(how)}"
         run.mkdir()
         (run / "adapter").symlink_to(runs["lora"] / "adapter")
-        (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": base}}))
+        cfg = {"model": {"name": base}, "data": {"datasets": [{"path": "builtin:identity"}]}}
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
         out = export(str(run), tmp_path / f"out-{len(how)}", adapter_only=True).out
         text = (out / "Modelfile").read_text()
         assert from_lines(out) == ["FROM ./base"], text  # never FROM builtin:... or a hub id

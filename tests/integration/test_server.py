@@ -445,7 +445,10 @@ def llama3_client(
     run = tmp_path_factory.mktemp("serve-llama3") / "nova3"
     model.save_pretrained(run / "model")
     tok.save_pretrained(run / "model")
-    cfg = {"model": {"name": str(tiny_qwen2), "template": "llama3"}, "data": {"system": SYSTEM}}
+    cfg = {
+        "model": {"name": str(tiny_qwen2), "template": "llama3"},
+        "data": {"datasets": [{"path": "builtin:identity"}], "system": SYSTEM},
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     eng = Engine.load(str(run))
     srv = BackgroundServer(create_app(eng, api_key=KEY))

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from tunesmith.runs import RunRecord, is_run_dir, load_run
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -192,7 +194,32 @@ def metric_lines(run_dir: Path | None) -> list[str]:
             f"questions; false-claim rate {ident.get('false_claim_rate', 0):.3f} on "
             f"{ident.get('n_general')} general prompts"
         )
+    if is_run_dir(run_dir):
+        out += eval_table(load_run(run_dir))
     return out
+
+
+def eval_table(run: RunRecord) -> list[str]:
+    """The run's evaluation results (``eval/<name>.json``) as a Markdown table, one row each.
+
+    A result with more metrics than fit a line lists them all in its cell, ``name value``
+    pairs in the order written; values are shown with 4 significant digits.
+    """
+    rows = []
+    for name, result in run.evals().items():
+        metrics = result.get("metrics")
+        if not isinstance(metrics, dict) or not metrics:
+            continue
+        cells = ", ".join(f"{k} {_number(v)}" for k, v in metrics.items())
+        task = result.get("task") or name
+        rows.append(f"| {name} | {task} | {result.get('n', '')} | {cells} |")
+    if not rows:
+        return []
+    return ["", "| evaluation | task | examples | metrics |", "|---|---|---|---|", *rows]
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else str(value)
 
 
 def _usage(vision: bool, adapter_only: bool) -> list[str]:
@@ -298,8 +325,9 @@ def model_card(
 
 def run_card(run_dir: str | Path) -> str:
     """The README.md of a run directory: what was trained, from what, on what, how it went."""
-    run = Path(run_dir)
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+    record = load_run(run_dir)
+    run = record.dir
+    cfg = record.config.model_dump(mode="json")  # the tree the card helpers read
     out = cfg.get("output") or {}
     shown = shlex.quote(str(out.get("dir") or f"runs/{out.get('name', 'run')}"))
     stage, _ = _stage_kind(cfg)
@@ -308,7 +336,7 @@ def run_card(run_dir: str | Path) -> str:
     bases = base_names(cfg, "unknown")
     tower = f" with the vision tower {describe_base(bases[1], root)}" if len(bases) > 1 else ""
     tokenizer = "processor" if vision else "tokenizer"
-    if (run / "adapter").is_dir():
+    if record.adapter is not None:
         weights = f"`adapter/` holds the LoRA adapter (and the {tokenizer}) over that base"
     else:
         weights = f"`model/` holds the full weights (and the {tokenizer})"
@@ -343,7 +371,7 @@ def run_card(run_dir: str | Path) -> str:
 
 def write_run_card(run_dir: str | Path) -> Path | None:
     """Write ``README.md`` into a finished run directory (``None``: no ``config.yaml``, no run)."""
-    if not (Path(run_dir) / "config.yaml").is_file():
+    if not is_run_dir(run_dir):
         return None
     path = Path(run_dir) / "README.md"
     path.write_text(run_card(run_dir), encoding="utf-8")

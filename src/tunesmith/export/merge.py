@@ -86,8 +86,8 @@ def export(
         adapter_only: copy the adapter (no merge), e.g. for quantized bases.
         force: replace a non-empty ``out``.
     """
-    from tunesmith.export.rundir import locate
     from tunesmith.infer.vision import is_vlm_target
+    from tunesmith.model.source import locate
 
     where = locate(run_or_model, adapter)
     vision = is_vlm_target(run_or_model, adapter)
@@ -96,7 +96,7 @@ def export(
         raise ConfigError(f"--out {out}: folder is not empty; pass --force to replace it")
     if dtype is not None and dtype not in DTYPES:
         raise ConfigError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
-    run_dir = Path(run_or_model) if where.run_config is not None else None
+    run_dir = where.run.dir if where.run is not None else None
     if adapter_only and not where.adapter:
         raise ConfigError(f"{run_or_model}: --adapter-only needs a LoRA run or --adapter PATH")
 
@@ -125,7 +125,7 @@ def export(
 
 
 def _tokenizer(where: Any) -> Any:
-    from tunesmith.export.rundir import load_tokenizer_from
+    from tunesmith.model.source import load_tokenizer_from
 
     return load_tokenizer_from(where.tokenizer or where.base)
 
@@ -148,7 +148,7 @@ def _merge_and_save(where: Any, tmp: Path, dtype: str | None, shard: str | int) 
     if where.adapter:
         from peft import PeftModel
 
-        from tunesmith.export.rundir import quiet_peft
+        from tunesmith.model.source import quiet_peft
 
         with quiet_peft():
             model = merge_adapter(PeftModel.from_pretrained(model, where.adapter))
@@ -170,7 +170,7 @@ def _merge_and_save_vlm(
 
     model, processor = load_vlm_model(
         run_or_model,
-        adapter=where.adapter if where.run_config is None else None,
+        adapter=where.adapter if where.run is None else None,
         dtype="float32",
         device="cpu",
     )
@@ -197,12 +197,12 @@ def _write_extras(
     """Generation config, model card and (for text models) the Ollama Modelfile."""
     from tunesmith.export.card import base_names, model_card, training_root
     from tunesmith.export.modelfile import adapter_base, modelfile
-    from tunesmith.export.rundir import stop_token_ids
+    from tunesmith.export.stops import run_stops, stop_token_ids
 
     if model is not None:
         from transformers import GenerationConfig
 
-        stops = stop_token_ids(model, tokenizer)
+        stops = stop_token_ids(model, tokenizer, run_stops(tokenizer, where.run))
         gen = GenerationConfig(
             eos_token_id=stops if len(stops) > 1 else stops[0],
             pad_token_id=tokenizer.pad_token_id,
@@ -211,14 +211,16 @@ def _write_extras(
         gen.save_pretrained(tmp)
         weights = str(model.dtype).removeprefix("torch.")
     else:
-        stops = stop_token_ids(None, tokenizer)  # the template's end-of-turn tokens
+        # the template's end-of-turn tokens
+        stops = stop_token_ids(None, tokenizer, run_stops(tokenizer, where.run))
         weights = "adapter"
-    cfg = where.run_config or {}
+    # The card's helpers read the config as the plain tree a card is written from.
+    tree = where.run.config.model_dump(mode="json") if where.run is not None else None
     name = run_dir.resolve().name if run_dir is not None else Path(where.adapter or where.base).name
     card = model_card(
         name=name,
         base=where.base,
-        run_config=where.run_config,
+        run_config=tree,
         run_dir=run_dir,
         adapter_only=adapter_only,
         dtype=dtype or weights,
@@ -228,12 +230,12 @@ def _write_extras(
     (tmp / "README.md").write_text(card, encoding="utf-8")
     if vision:
         return
-    system = (cfg.get("data") or {}).get("system")
+    system = where.run.system if where.run is not None else None
     stop_text = [t for t in tokenizer.convert_ids_to_tokens(stops) if t]
     source, notes = ".", []
     if adapter_only:  # FROM is the base, which Ollama must be able to open
-        base = base_names(where.run_config, where.base)[0]
-        source, notes = adapter_base(base, training_root(run_dir, where.run_config))
+        base = base_names(tree, where.base)[0]
+        source, notes = adapter_base(base, training_root(run_dir, tree))
     text = modelfile(tokenizer, stop_text, source=source, system=system, notes=notes)
     if adapter_only:
         text += "ADAPTER .\n"

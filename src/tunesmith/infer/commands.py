@@ -86,7 +86,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         )
     system = args.system
     if system is None:
-        system = ((engine.run_config or {}).get("data") or {}).get("system")
+        system = engine.system_prompt
     if args.prompt is not None:
         print(answer_once(engine, args.prompt, params, system, images=images))
         return 0

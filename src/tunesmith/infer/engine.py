@@ -20,18 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ConfigError
-from tunesmith.export.rundir import (
-    Loaded,
-    has_tokenizer,
-    load_tokenizer_from,
-    locate,
-    split_stops,
-    stop_token_ids,
-    template_stops,
-)
+from tunesmith.export.stops import run_stops, split_stops, stop_token_ids
 from tunesmith.infer.decode import Delta, Event, Failed, Finished, Request
 from tunesmith.infer.loading import attach_adapters, load_base
 from tunesmith.infer.sampling import GenParams
+from tunesmith.model.source import Loaded, has_tokenizer, load_tokenizer_from, locate
+from tunesmith.runs import RunRecord
 
 __all__ = [
     "Completion",
@@ -63,7 +57,8 @@ class Engine:
     Args:
         model: a causal LM, or a ``PeftModel`` whose adapters are listed in ``adapters``.
         tokenizer: tokenizer carrying the chat template used in training.
-        run_config: the run's resolved config (a dict), when loaded from a run directory.
+        run: the run directory's record, when loaded from one (its config, template stops
+            and system prompt).
         adapters: public name -> peft adapter name inside ``model``.
         default_adapter: public name used when a request names no model (``None``: the base).
         base_name: public name of the base model without adapters.
@@ -77,7 +72,7 @@ class Engine:
         model: Any,
         tokenizer: Any,
         *,
-        run_config: dict[str, Any] | None = None,
+        run: RunRecord | None = None,
         adapters: dict[str, str] | None = None,
         default_adapter: str | None = None,
         base_name: str = "base",
@@ -97,7 +92,7 @@ class Engine:
             if template:
                 tokenizer.chat_template = template  # the template the model was trained with
             self.image_seq_length = image_seq_length(processor)
-        self.run_config = run_config or {}
+        self.run = run
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         if adapters is None and hasattr(model, "peft_config"):
@@ -108,9 +103,10 @@ class Engine:
         self.default_adapter = default_adapter
         self.base_name = base_name
         self.max_batch = max_batch
-        self.stop_ids = self._stop_token_ids()
+        stops = run_stops(tokenizer, run)
+        self.stop_ids = stop_token_ids(model, tokenizer, stops)
         # The template's end-of-turn strings that are no single token stop as text.
-        self.stop_texts = split_stops(tokenizer, template_stops(tokenizer, self._template_name))[1]
+        self.stop_texts = split_stops(tokenizer, stops)[1]
         self.max_positions = _context_length(model, tokenizer)
         self.runner = ModelRunner(model, tokenizer, self.stop_ids, max_positions=self.max_positions)
         self._worker: Any = None
@@ -179,8 +175,8 @@ class Engine:
             if not Path(path).is_dir():
                 raise ConfigError(f"--adapter {name}={path}: folder not found")
             named[name] = path
-        is_run = where.run_config is not None
-        base_name = where.run_config["model"]["name"] if is_run and where.adapter else path_or_run
+        is_run = where.run is not None
+        base_name = where.base if is_run and where.adapter else path_or_run
         if is_run and not where.adapter:
             base_name = Path(path_or_run).resolve().name
         if base_name in named:
@@ -197,7 +193,7 @@ class Engine:
         return cls(
             model,
             tokenizer,
-            run_config=where.run_config,
+            run=where.run,
             adapters=keys,
             default_adapter=default,
             base_name=base_name,
@@ -208,27 +204,25 @@ class Engine:
     def _load_vlm(cls, path_or_run: str, *, max_batch: int, **kw: Any) -> Engine:
         from tunesmith.infer.vision import load_vlm_target
 
-        model, processor, run_config, name = load_vlm_target(path_or_run, **kw)
+        model, processor, run, name = load_vlm_target(path_or_run, **kw)
         return cls(
             model,
             processor.tokenizer,
-            run_config=run_config,
+            run=run,
             base_name=name,
             max_batch=max_batch,
             processor=processor,
         )
 
     @property
-    def _template_name(self) -> str | None:
-        return (self.run_config.get("model") or {}).get("template")
-
-    def _stop_token_ids(self) -> list[int]:
-        return stop_token_ids(self.model, self.tokenizer, self._template_name)
+    def run_config(self) -> dict[str, Any]:
+        """The run's config as a plain dict (``{}`` for a plain model); prefer :attr:`run`."""
+        return self.run.config.model_dump(mode="json") if self.run is not None else {}
 
     @property
     def system_prompt(self) -> str | None:
-        """The run's ``data.system`` (what training put before conversations without one)."""
-        return (self.run_config.get("data") or {}).get("system") or None
+        """The run's system prompt (what training put before conversations without one)."""
+        return self.run.system if self.run is not None else None
 
     def with_stops(self, params: GenParams) -> GenParams:
         """``params`` that also stop on the template's end-of-turn strings written as text."""
@@ -443,7 +437,7 @@ class Engine:
 
 # -- loading helpers -------------------------------------------------------------------------
 def _adapter_public_name(path_or_run: str, where: Loaded) -> str:
-    if where.run_config is not None:
+    if where.run is not None:
         return Path(path_or_run).resolve().name
     p = Path(where.adapter or "adapter").resolve()
     return p.parent.name if p.name == "adapter" and p.parent.name else p.name

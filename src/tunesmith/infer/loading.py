@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ConfigError
-from tunesmith.export.rundir import quiet_peft
+from tunesmith.model.source import quiet_peft
 
 
 def pick_device(device: str) -> str:

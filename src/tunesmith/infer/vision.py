@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ConfigError
+from tunesmith.runs import RunRecord, is_run_dir, load_run
 
 #: Image inputs the processor may return beyond ``pixel_values`` that the engine cannot batch.
 _UNBATCHED = ("image_sizes", "image_grid_thw", "pixel_attention_mask", "aspect_ratio_ids")
@@ -52,8 +53,8 @@ def load_vlm_target(
     adapters: dict[str, str] | None = None,
     bits: int | None = None,
     device: str = "auto",
-) -> tuple[Any, Any, dict[str, Any] | None, str]:
-    """``(model, processor, run config or None, public name)`` for ``Engine.load``."""
+) -> tuple[Any, Any, RunRecord | None, str]:
+    """``(model, processor, run record or None, public name)`` for ``Engine.load``."""
     from tunesmith.infer.loading import pick_device
 
     if bits is not None:
@@ -63,28 +64,23 @@ def load_vlm_target(
             "--adapter NAME=PATH: several adapters over one vision-language model are not "
             "supported yet; serve each run on its own"
         )
-    p = Path(path_or_run)
-    run_config = None
-    if p.is_dir() and (p / "config.yaml").is_file() and not (p / "config.json").is_file():
-        import yaml
-
-        run_config = yaml.safe_load((p / "config.yaml").read_text(encoding="utf-8"))
+    run = load_run(path_or_run) if is_run_dir(path_or_run) else None
     model, processor = load_vlm_model(
         path_or_run, adapter=adapter, dtype=dtype, device=pick_device(device)
     )
     tokenizer = processor.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    name = p.resolve().name if run_config is not None else path_or_run
-    return model, processor, run_config, name
+    name = Path(path_or_run).resolve().name if run is not None else path_or_run
+    return model, processor, run, name
 
 
 def load_vlm_model(
     path_or_run: str, *, adapter: str | None, dtype: str, device: str
 ) -> tuple[Any, Any]:
     """``(model, processor)`` in eval mode on ``device``; LoRA adapters are merged."""
-    from tunesmith.export.rundir import quiet_peft
     from tunesmith.model.multimodal import load_processor, load_vlm
+    from tunesmith.model.source import quiet_peft
 
     if adapter is not None and not Path(adapter).is_dir():
         raise ConfigError(f"--adapter {adapter}: folder not found")

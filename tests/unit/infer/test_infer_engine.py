@@ -185,7 +185,11 @@ def test_run_directory_names_and_adapter_lookup(
     (run / "adapter").mkdir(parents=True)
     for f in Path(adapter_dirs["alpha"]).iterdir():
         (run / "adapter" / f.name).write_bytes(f.read_bytes())
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": str(sharp_model_dir)}}))
+    cfg = {
+        "model": {"name": str(sharp_model_dir)},
+        "data": {"datasets": [{"path": "builtin:identity"}]},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     eng = Engine.load(str(run), adapters={"beta": str(adapter_dirs["beta"])})
     assert eng.model_names() == ["my-run", str(sharp_model_dir), "beta"]
     assert eng.adapter_key(None) == eng.adapter_key("my-run") != eng.adapter_key("beta")

@@ -57,7 +57,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_qwen2: Path) -> dict[
         model.save_pretrained(run / "model")
         tok.chat_template = get_template(name).jinja  # as training saves it
         tok.save_pretrained(run / "model")
-        cfg = {"model": {"name": str(tiny_qwen2), "template": name}, "data": {}}
+        cfg = {
+            "model": {"name": str(tiny_qwen2), "template": name},
+            "data": {"datasets": [{"path": "builtin:identity"}]},
+        }
         (run / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
         runs[name] = run
     return runs

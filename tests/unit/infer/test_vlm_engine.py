@@ -149,7 +149,12 @@ def save_run(model: Any, processor: Any, run: Path, base: str) -> Path:
 
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(
-        yaml.safe_dump({"model": {"name": base}, "data": {"system": "You see colours."}})
+        yaml.safe_dump(
+            {
+                "model": {"name": base},
+                "data": {"datasets": [{"path": "builtin:identity"}], "system": "You see colours."},
+            }
+        )
     )
     save_vlm(model, processor, run)
     return run
