@@ -430,8 +430,95 @@ class IdentitySpec(Section):
     max_new_tokens: int = Field(48, ge=1)
 
 
+PERTURBATIONS = ("punctuation", "casing", "width", "clause_order", "synonym")
+"""Built-in question perturbations of the consistency task (``evaluate/perturb.py``)."""
+
+
+class ConsistencySpec(Section):
+    """Do answers stay the same when a question is rephrased; does the model contradict itself?"""
+
+    type: Literal["consistency"] = "consistency"
+    name: TaskName = "consistency"
+    data: str | None = Field(
+        None,
+        description="Questions (JSONL/JSON/CSV/Parquet): question|prompt and optional reference, "
+        "or a user-given variant set in variants: [...] (used as is).",
+    )
+    contradictions: str | None = Field(
+        None,
+        description="Contradiction pairs (JSONL/JSON/CSV/Parquet): statement and negation, each "
+        "asked as a yes/no question; yes to both or no to both is a contradiction.",
+    )
+    variants: int = Field(4, ge=1, description="Perturbed variants per question (besides it).")
+    perturbations: list[Literal[PERTURBATIONS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(PERTURBATIONS), min_length=1
+    )
+    reference_match: Literal["exact", "contains"] = Field(
+        "exact",
+        description="An answer agrees with the reference when equal or when containing it "
+        "(both normalised).",
+    )
+    seed: int | None = Field(None, description="Perturbation seed (default: the evaluation's).")
+    max_samples: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _has_data(self) -> ConsistencySpec:
+        if not (self.data or self.contradictions):
+            raise ValueError("give data (questions) and/or contradictions (statement pairs)")
+        return self
+
+
+class JudgeSpec(Section):
+    """Answers scored by a judge model behind any OpenAI-compatible endpoint (off by default)."""
+
+    type: Literal["judge"] = "judge"
+    name: TaskName = "judge"
+    data: str = Field(
+        description="Prompts (JSONL/JSON/CSV/Parquet): question|prompt and optional reference."
+    )
+    url: str = Field(
+        description="Base URL of the judge's OpenAI-compatible API, e.g. http://host:8000/v1 "
+        "(requests go to URL/chat/completions)."
+    )
+    model: str = Field(description="The judge model's name at that endpoint.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never stored)."
+    )
+    rubric: str | None = Field(
+        None,
+        description="Rubric prompt file with {question}, {answer}, {reference} placeholders "
+        "(default: the built-in 1-10 helpfulness/correctness rubric).",
+    )
+    min_score: float = 1
+    max_score: float = 10
+    max_new_tokens: int = Field(128, ge=1, description="Answer length of the evaluated model.")
+    judge_max_tokens: int = Field(256, ge=1)
+    retries: int = Field(3, ge=0, description="Retries on 5xx, 429, timeouts, refused connections.")
+    backoff: float = Field(1.0, ge=0, description="First retry delay in seconds (doubles).")
+    timeout: float = Field(60.0, gt=0, description="Seconds per request.")
+    cache: bool = Field(
+        True, description="Reuse scores of identical requests from an on-disk cache."
+    )
+    cache_dir: str | None = Field(
+        None, description="Default: TUNESMITH_CACHE or the user cache/judge."
+    )
+    max_samples: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _scale(self) -> JudgeSpec:
+        if self.min_score >= self.max_score:
+            raise ValueError("min_score must be below max_score")
+        return self
+
+
 EvalTaskSpec = Annotated[
-    PerplexitySpec | GenerationSpec | MultipleChoiceSpec | IdentitySpec,
+    PerplexitySpec
+    | GenerationSpec
+    | MultipleChoiceSpec
+    | IdentitySpec
+    | ConsistencySpec
+    | JudgeSpec,
     Field(discriminator="type"),
 ]
 """One entry of ``eval.tasks``, told apart by ``type``."""
