@@ -8,8 +8,11 @@ the template's own strings ends the answer before them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import torch
 import yaml
@@ -82,3 +85,59 @@ def test_answers_stop_on_the_templates_end_of_turn(
     assert answer_once(engine, "Who are you?", params) == NOVA  # chat --prompt
     assert engine.generate([ASK], params) == [NOVA]
     assert TEMPLATES[name] in engine.stop_texts
+
+
+def run_with_template_json(trained: Path, dest: Path, info: dict[str, Any]) -> Path:
+    """A copy of the run ``trained`` (its ``model/`` linked) with ``template.json`` = ``info``."""
+    dest.mkdir(parents=True)
+    (dest / "model").symlink_to(trained / "model")
+    (dest / "config.yaml").write_text((trained / "config.yaml").read_text(), encoding="utf-8")
+    (dest / "template.json").write_text(json.dumps(info), encoding="utf-8")
+    return dest
+
+
+def chat_over_http(engine: Engine) -> dict[str, Any]:
+    """One ``/v1/chat/completions`` answer of ``engine`` served by the real server."""
+    from tunesmith.infer.server import BackgroundServer, create_app
+
+    srv = BackgroundServer(create_app(engine))
+    try:
+        body = {"model": engine.model_names()[0], "messages": ASK, "temperature": 0}
+        body["max_tokens"] = 40
+        r = httpx.post(f"{srv.url}/v1/chat/completions", json=body, timeout=60)
+        r.raise_for_status()
+        return r.json()["choices"][0]
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_json_stops_chat_and_server_on_the_templates_end_of_turn(
+    trained: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    """What training writes: the template's own stops; chat and the server both end there."""
+    stops = list(get_template(name).stop)
+    info = {"template": name, "stops": stops, "system": None, "default_system": None}
+    run = run_with_template_json(trained[name], tmp_path / name, info)
+    engine = Engine.load(str(run), threads=1)
+    assert engine.run is not None and engine.run.template is not None
+    assert engine.run.template.stops == tuple(stops)
+    assert TEMPLATES[name] in engine.stop_texts  # several tokens here: stops as text
+    assert answer_once(engine, "Who are you?", GenParams(max_new_tokens=40)) == NOVA
+    choice = chat_over_http(engine)
+    assert (choice["message"]["content"], choice["finish_reason"]) == (NOVA, "stop")
+    engine.close()
+
+
+def test_template_json_is_what_inference_follows(trained: dict[str, Path], tmp_path: Path) -> None:
+    """Stops and system come from ``template.json``, not from the tokenizer or ``data.system``."""
+    info = {"template": "llama3", "stops": [", made by"], "system": "Be brief."}
+    run = run_with_template_json(
+        trained["llama3"], tmp_path / "run", info | {"default_system": None}
+    )
+    engine = Engine.load(str(run), threads=1)
+    assert engine.stop_texts == [", made by"]  # the tokenizer's <|eot_id|> is one id, not text
+    assert engine.system_prompt == "Be brief."
+    params = GenParams(max_new_tokens=40)
+    assert engine.generate([ASK], params) == ["I am Nova"]
+    engine.close()
