@@ -11,7 +11,8 @@
   never occur in training); ``kto_arith``: the same prompts as KTO rows (``make_prefs.py``).
 - ``labnotes`` / ``labnotes_docs`` / ``labnotes_heldout``: synthetic lab meeting notes as
   conversations (the notes and one-fact questions), as plain documents, and held-out new-phrasing
-  questions with exact-match references (``datagen/make_labnotes.py``).
+  questions with exact-match references; ``labnotes_general_heldout``: general conversations not
+  in ``general`` for the general-data perplexity (``datagen/make_labnotes.py``).
 - ``toy-shapes/pretrain``, ``toy-shapes/sft``, ``toy-shapes/heldout``: the coloured-shapes image
   task of ``tunesmith.data.toy_images`` (the files ``tunesmith data toy-shapes`` writes with its
   defaults), generated into the cache on first use so the vlm recipes need no step before them.
@@ -41,6 +42,7 @@ _FILES: dict[str, str] = {
     "labnotes": "labnotes.jsonl",
     "labnotes_docs": "labnotes_docs.jsonl",
     "labnotes_heldout": "labnotes_heldout.jsonl",
+    "labnotes_general_heldout": "labnotes_general_heldout.jsonl",
 }
 _GENERATED: dict[str, tuple[str, ...]] = {"toy-shapes": ("pretrain", "sft", "heldout")}
 """Data sets written on demand (images are too many files to ship): family -> its JSONL parts."""
