@@ -11,8 +11,11 @@ topic, action items). They are written as:
   about its presenter, recorder and topic in the ``TRAIN_*`` phrasings;
 - ``labnotes_docs.jsonl``: the notes alone as ``{"text": ...}`` rows (continued pretraining);
 - ``labnotes_heldout.jsonl``: questions about facts in the training notes, asked in the
-  ``HELDOUT_*`` phrasings that no training conversation uses, with the exact-match reference
-  (``prompt``, ``reference`` and ``id`` columns, read by the ``generation`` eval task).
+  ``HELDOUT`` phrasings that no training conversation uses, with the exact-match reference
+  (``prompt``, ``reference`` and ``id`` columns, read by the ``generation`` eval task);
+- ``labnotes_general_heldout.jsonl``: ``GENERAL_HELDOUT`` general conversations drawn by
+  ``tunesmith.data.builtin.general`` with another seed, none of whose questions is in
+  ``general.jsonl``: the general-data perplexity of a run that trained on ``builtin:general``.
 
 Every name, topic and item is made up for this project.
 """
@@ -31,6 +34,7 @@ SEED = 20260414
 MEETINGS = 200
 HELDOUT_PER_FIELD = 30  # held-out questions per field (presenter, recorder, topic)
 YEAR = 2026
+GENERAL_HELDOUT = 300
 
 PEOPLE: tuple[str, ...] = (
     "Dana Okafor",
@@ -229,6 +233,22 @@ def heldout_records(meetings: list[Meeting]) -> list[dict[str, Any]]:
     return rows
 
 
+def general_heldout_records(count: int = GENERAL_HELDOUT) -> list[dict[str, Any]]:
+    """General conversations whose question is not in the shipped ``general.jsonl``."""
+    from tunesmith.data.builtin import builtin_path, load_jsonl
+    from tunesmith.data.builtin.general import generate_general
+
+    seen = {r["messages"][0]["content"] for r in load_jsonl(builtin_path("general"))}
+    fresh = [
+        r for r in generate_general(3 * count, seed=SEED) if r["messages"][0]["content"] not in seen
+    ]
+    if len(fresh) < count:
+        raise ValueError(
+            f"only {len(fresh)} unseen general conversations; draw more than {3 * count}"
+        )
+    return fresh[:count]
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """JSON lines, one object per line, non-ASCII kept as is."""
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -241,6 +261,7 @@ def outputs() -> dict[str, str]:
         "labnotes.jsonl": render(train_records(meetings)),
         "labnotes_docs.jsonl": render(doc_records(meetings)),
         "labnotes_heldout.jsonl": render(heldout_records(meetings)),
+        "labnotes_general_heldout.jsonl": render(general_heldout_records()),
     }
 
 
