@@ -8,8 +8,9 @@ one colour on a light background with jittered size, position and shade, and wri
   ``vlm_pretrain`` stage;
 * ``sft.jsonl``: OpenAI-style conversations with ``image_url`` parts asking for the colour, the
   shape or both (``vlm_sft``);
-* ``heldout.jsonl``: other images (never trained on) with their colour and shape, for
-  ``score_toy``.
+* ``heldout.jsonl``: other images (never trained on) with their colour and shape, scored by
+  ``tunesmith.infer.vision_toy.score_toy`` (through the inference engine: data never imports
+  infer).
 
 Everything is seeded: the same call writes the same bytes. A model that names held-out colours
 and shapes clearly above chance (1/len(COLORS), 1/len(SHAPES)) must be reading the pixels.
@@ -132,45 +133,3 @@ def make_toy_shapes(
         text = "".join(json.dumps(r) + "\n" for r in rows)
         (out / fname).write_text(text, encoding="utf-8")
     return out
-
-
-def score_toy(
-    model: Any,
-    processor: Any,
-    folder: str | Path,
-    *,
-    limit: int | None = None,
-    kinds: tuple[str, ...] = tuple(QUESTIONS),
-) -> dict[str, float]:
-    """Greedy answers on the held-out images: colour, shape and caption accuracy.
-
-    Returns ``{kind: accuracy, ..., "n": images}`` for the asked ``kinds``; an answer counts when
-    it names the right word and no other colour (or shape); ``both`` needs both right.
-    """
-    import torch
-
-    from tunesmith.data.images import load_image
-    from tunesmith.model.multimodal import prepare_inputs
-
-    folder = Path(folder)
-    rows = [json.loads(line) for line in (folder / "heldout.jsonl").read_text().splitlines()]
-    rows = rows[:limit] if limit else rows
-    hits = {kind: 0 for kind in kinds}
-    model.eval()
-    for row in rows:
-        image = load_image(str(folder / row["image"]))
-        for kind in kinds:
-            messages = [{"role": "user", "content": f"<image>{QUESTIONS[kind]}"}]
-            inputs = prepare_inputs(processor, messages, [image])
-            with torch.no_grad():
-                out = model.generate(**inputs, max_new_tokens=6, do_sample=False)
-            reply = processor.tokenizer.decode(
-                out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-            )
-            words = set(reply.lower().replace(".", " ").split())
-            color_ok = words & set(COLORS) == {row["color"]}
-            shape_ok = words & set(SHAPES) == {row["shape"]}
-            ok = {"color": color_ok, "shape": shape_ok, "both": color_ok and shape_ok}[kind]
-            hits[kind] += int(ok)
-    n = max(len(rows), 1)
-    return {**{k: v / n for k, v in hits.items()}, "n": float(len(rows))}
