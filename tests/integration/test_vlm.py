@@ -242,8 +242,9 @@ def test_two_stages_learn_the_colours(tiny_llava: Path, tmp_path: Path) -> None:
     A shortened version of the recipes' demo (colour questions only, 10 + 50 steps): ~20 s on
     2 quiet cores. Measured 0.94 on these 18 held-out images (seeds 1-3: see the report).
     """
-    from tunesmith.data.toy_images import make_toy_shapes, score_toy
-    from tunesmith.model.multimodal import load_vlm
+    from tunesmith.data.toy_images import make_toy_shapes
+    from tunesmith.infer.engine import Engine
+    from tunesmith.infer.vision_toy import score_toy
 
     toy = make_toy_shapes(tmp_path / "toy", train=180, heldout=18, seed=1, kinds=("color",))
     pre = recipe(
@@ -261,8 +262,7 @@ def test_two_stages_learn_the_colours(tiny_llava: Path, tmp_path: Path) -> None:
         "train.max_steps=50",
     )
     vlm.run(sft, console=QUIET, show_progress=False)
-    model, processor = load_vlm(tmp_path / "sft")
-    scores = score_toy(model, processor, toy, kinds=("color",))
+    scores = score_toy(Engine.load(str(tmp_path / "sft")), toy, kinds=("color",))
     print(f"held-out colour accuracy after two stages: {scores['color']:.3f} (chance 0.167)")
     assert scores["n"] == 18
     assert scores["color"] >= 0.5, scores
