@@ -8,7 +8,7 @@ from typing import Any
 from tunesmith.errors import ConfigError
 from tunesmith.evaluate.base import TaskResult
 
-NEEDS_DATA = ("generation", "multiple_choice")
+NEEDS_DATA = ("generation", "multiple_choice", "consistency")
 
 
 def eval_specs(args: Any) -> list[dict[str, Any]] | None:

@@ -155,3 +155,14 @@ def test_bad_variants_named_by_line(tmp_path: Path) -> None:
         read_questions(str(data))
     with pytest.raises(ValueError, match="give data"):
         ConsistencySpec()
+
+
+def test_eval_flags_give_consistency_its_data() -> None:
+    from argparse import Namespace
+
+    from tunesmith.evaluate.report import eval_specs
+
+    args = Namespace(
+        task=["consistency"], data="q.jsonl", config=None, max_samples=5, max_new_tokens=None
+    )
+    assert eval_specs(args) == [{"type": "consistency", "data": "q.jsonl", "max_samples": 5}]
