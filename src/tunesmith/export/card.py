@@ -194,9 +194,8 @@ def metric_lines(run_dir: Path | None) -> list[str]:
             f"questions; false-claim rate {ident.get('false_claim_rate', 0):.3f} on "
             f"{ident.get('n_general')} general prompts"
         )
-    if is_run_dir(run_dir):
-        out += eval_table(load_run(run_dir))
-    return out
+    table = eval_table(load_run(run_dir)) if is_run_dir(run_dir) else []
+    return [*out, "", *table] if out and table else out or table
 
 
 def eval_table(run: RunRecord) -> list[str]:
@@ -215,7 +214,7 @@ def eval_table(run: RunRecord) -> list[str]:
         rows.append(f"| {name} | {task} | {result.get('n', '')} | {cells} |")
     if not rows:
         return []
-    return ["", "| evaluation | task | examples | metrics |", "|---|---|---|---|", *rows]
+    return ["| evaluation | task | examples | metrics |", "|---|---|---|---|", *rows]
 
 
 def _number(value: Any) -> str:

@@ -159,3 +159,45 @@ def test_run_card(tmp_path: Path) -> None:
     vlm = {**config("builtin:tiny-llava", "full", "vlm_sft"), "output": {"name": "nova"}}
     (run / "config.yaml").write_text(yaml.safe_dump(vlm))
     assert "tunesmith chat runs/nova --image" in run_card(run)
+
+
+def test_cards_list_the_runs_evaluation_results(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "nova"
+    (run / "eval").mkdir(parents=True)
+    cfg = {**config("builtin:tiny-qwen2", "lora"), "output": {"name": "nova"}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "adapter").mkdir()
+    ppl = {
+        "task": "perplexity",
+        "name": "ppl",
+        "n": 20,
+        "metrics": {"loss": 1.25, "perplexity": 3.4903},
+    }
+    who = {"task": "identity", "name": "who", "n": 12, "metrics": {"identity_score": 0.75}}
+    (run / "eval" / "ppl.json").write_text(json.dumps(ppl))
+    (run / "eval" / "who.json").write_text(json.dumps(who))
+    (run / "eval" / "who.predictions.jsonl").write_text('{"id": 0}\n')
+    table = [
+        "| evaluation | task | examples | metrics |",
+        "|---|---|---|---|",
+        "| ppl | perplexity | 20 | loss 1.25, perplexity 3.49 |",
+        "| who | identity | 12 | identity_score 0.75 |",
+    ]
+    lines = run_card(run).splitlines()
+    at = lines.index(table[0])
+    assert lines[at : at + 4] == table and lines[at - 2] == "## Results"
+    exported = card(cfg, run_dir=run).splitlines()  # the exported folder's card lists them too
+    assert exported[exported.index(table[0]) :][:4] == table
+    (run / "eval" / "who.json").unlink()
+    (run / "eval" / "ppl.json").unlink()
+    assert "| evaluation |" not in run_card(run)
+    summary = {"first_loss": 3.5, "last_loss": 0.75, "steps": 10, "seconds": 4.2}
+    (run / "train_summary.json").write_text(json.dumps(summary))
+    (run / "eval" / "who.json").write_text(json.dumps(who))
+    results = run_card(run).split("## Results\n\n")[1].split("\n\n## Use")[0].splitlines()
+    assert results == [
+        "- training loss 3.5000 -> 0.7500 over 10 steps (4.2 s)",
+        "",
+        *table[:2],
+        table[3],
+    ]
