@@ -6,8 +6,10 @@ use these, so ``pairs`` does not import ``engine``, which hands the preference s
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tunesmith.config.schema import DataConfig, DatasetConfig
 from tunesmith.data.report import DataReport, SourceReport
@@ -107,4 +109,73 @@ def val_count(n: int, val_size: float | int) -> int:
     return int(val_size) if val_size >= 1 else round(n * val_size)
 
 
-__all__ = ["PreparedData", "load_source", "new_report", "resolve_source", "val_count"]
+T = TypeVar("T")
+
+
+def split_and_mix(
+    cfg: DataConfig,
+    sources: Sequence[Sequence[T]],
+    reports: list[SourceReport],
+    *,
+    what: str = "samples",
+    hint: str = "check max_length and the data",
+) -> tuple[list[tuple[int, T]], list[T]]:
+    """Hold out each source's validation rows, then mix the rest as ``data.datasets`` plan it.
+
+    Every stage's preparation ends here, so SFT and preference data split and mix alike. One
+    seeded RNG (``data.seed``) shuffles each source (where ``shuffle``), then draws and
+    interleaves the mix, in that order.
+
+    Returns:
+        ``(mix, val)``: the mix as ``(source index, sample)`` in training order (a resampled
+        sample appears more than once), and the held-out samples. ``reports`` get their counts.
+
+    Raises:
+        DataError: a source has no usable ``what`` left; the message adds ``hint``.
+    """
+    from tunesmith.data.mixing import draw, interleave, plan_mix
+
+    rng = random.Random(cfg.seed)
+    pools: list[list[T]] = []
+    val: list[T] = []
+    for items, ds, report in zip(sources, cfg.datasets, reports):
+        report.rows_kept = len(items)
+        items = list(items)  # a copy: a cached source stays in its order
+        if ds.shuffle:
+            rng.shuffle(items)
+        n_val = min(val_count(len(items), cfg.val_size), max(len(items) - 1, 0))
+        val += items[:n_val]
+        report.val_samples = n_val
+        pools.append(items[n_val:])
+    for i, (pool, rep) in enumerate(zip(pools, reports)):
+        if not pool:
+            reasons = ", ".join(f"{r}: {n}" for r, n in rep.skipped.items()) or "none"
+            raise DataError(
+                f"data.datasets.{i} ({rep.name}): no usable {what} "
+                f"({rep.rows_read} rows read; skipped {reasons}); {hint}"
+            )
+    plan = plan_mix(
+        [len(p) for p in pools],
+        [ds.samples for ds in cfg.datasets],
+        [ds.weight for ds in cfg.datasets],
+        cfg.total_samples,
+    )
+    groups = [
+        draw(len(pool), plan.counts[i], rng, shuffle=ds.shuffle)
+        for i, (pool, ds) in enumerate(zip(pools, cfg.datasets))
+    ]
+    mix = [(g, pools[g][idx]) for g, idx in interleave(groups, rng)]
+    for i, rep in enumerate(reports):
+        rep.samples_in_mix = plan.counts[i]
+        rep.resampled = plan.resampled(i)
+    return mix, val
+
+
+__all__ = [
+    "PreparedData",
+    "load_source",
+    "new_report",
+    "resolve_source",
+    "split_and_mix",
+    "val_count",
+]
