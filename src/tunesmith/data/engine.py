@@ -8,7 +8,6 @@ it.
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,10 @@ from tunesmith.data.examples import (
     load_source,
     new_report,
     resolve_source,
-    val_count,
+    split_and_mix,
 )
 from tunesmith.data.images import IMAGE_TOKEN, check_conversation
-from tunesmith.data.mixing import draw, interleave, plan_mix
-from tunesmith.data.render import Rendered, Renderer, RenderOptions, SkipSample
+from tunesmith.data.render import Rendered, Renderer, SkipSample, build_renderer
 from tunesmith.data.report import DataReport, SourceReport
 from tunesmith.data.types import Conversation, KTOExample, PreferencePair, TextDoc
 from tunesmith.errors import DataError
@@ -43,28 +41,6 @@ __all__ = [
 ]
 
 
-def build_renderer(
-    tokenizer: Any, data: DataConfig, template: str | None = None, *, stage: str = "sft"
-) -> Renderer:
-    """The renderer for a tokenizer, a template name (``None``: the tokenizer's) and data options.
-
-    Raises:
-        ConfigError: unknown template name, or no template at all.
-    """
-    from tunesmith.data.templates import resolve_chat_template
-
-    jinja, stop = resolve_chat_template(tokenizer, template)
-    options = RenderOptions(
-        max_length=data.max_length,
-        truncation=data.truncation,
-        train_on_prompt=data.train_on_prompt or stage == "pt",
-        mask_history=data.mask_history,
-        system=data.system,
-        loss_weights=dict(data.loss_weights) if data.loss_weights else None,
-    )
-    return Renderer(tokenizer, jinja, stop, options, template or "tokenizer")
-
-
 def prepare(
     cfg: DataConfig, renderer: Renderer, *, stage: str = "sft", refuse: bool = True
 ) -> PreparedData:
@@ -72,8 +48,8 @@ def prepare(
 
     ``sft`` / ``pt`` here; the preference stages (``dpo``, ``orpo``, ``simpo``, ``kto``) go
     through ``data.pairs.prepare_pairs``, so every stage's data can be inspected the same way.
-    ``cfg.loss_weights`` reaches a renderer built without them (e.g. by a recipe's own builder);
-    sources are served from the on-disk cache when ``cfg.cache`` and their fingerprint match.
+    ``renderer`` comes from ``render.build_renderer`` (it carries ``data.loss_weights``); sources
+    are served from the on-disk cache when ``cfg.cache`` and their fingerprint match.
 
     Raises:
         DataError: with ``refuse`` (training), a source loses most of its rows and
@@ -85,49 +61,18 @@ def prepare(
 
         return prepare_pairs(cfg, renderer, stage=stage, refuse=refuse)
     t0 = time.perf_counter()
-    if cfg.loss_weights and renderer.options.loss_weights is None:
-        renderer.options.loss_weights = dict(cfg.loss_weights)
-    rng = random.Random(cfg.seed)
     reports: list[SourceReport] = []
-    pools: list[list[Rendered]] = []
-    val: list[dict[str, Any]] = []
+    rendered: list[list[Rendered]] = []
     for index, ds in enumerate(cfg.datasets):
-        rendered, report = _source_samples(ds, cfg, index, renderer, stage)
-        report.rows_kept = len(rendered)
-        if ds.shuffle:
-            rendered = list(rendered)
-            rng.shuffle(rendered)
-        n_val = val_count(len(rendered), cfg.val_size)
-        n_val = min(n_val, max(len(rendered) - 1, 0))
-        val += [r.as_dict() for r in rendered[:n_val]]
-        report.val_samples = n_val
-        pools.append(rendered[n_val:])
+        samples, report = _source_samples(ds, cfg, index, renderer, stage)
+        rendered.append(samples)
         reports.append(report)
-    for i, (pool, rep) in enumerate(zip(pools, reports)):
-        if not pool:
-            reasons = ", ".join(f"{r}: {n}" for r, n in rep.skipped.items()) or "none"
-            raise DataError(
-                f"data.datasets.{i} ({rep.name}): no usable samples "
-                f"({rep.rows_read} rows read; skipped {reasons}); check max_length and the data"
-            )
-    plan = plan_mix(
-        [len(p) for p in pools],
-        [ds.samples for ds in cfg.datasets],
-        [ds.weight for ds in cfg.datasets],
-        cfg.total_samples,
-    )
-    groups = [
-        draw(len(pool), plan.counts[i], rng, shuffle=ds.shuffle)
-        for i, (pool, ds) in enumerate(zip(pools, cfg.datasets))
-    ]
+    mix, held = split_and_mix(cfg, rendered, reports)
+    val = [r.as_dict() for r in held]
     train: list[dict[str, Any]] = []
-    for g, idx in interleave(groups, rng):
-        sample = pools[g][idx]
+    for g, sample in mix:
         train.append(sample.as_dict())
         reports[g].trained_tokens += sample.trained_tokens
-    for i, rep in enumerate(reports):
-        rep.samples_in_mix = plan.counts[i]
-        rep.resampled = plan.resampled(i)
     report = new_report(reports, cfg, refuse)
     report.set_lengths([len(s["input_ids"]) for s in train])
     if cfg.packing and train:

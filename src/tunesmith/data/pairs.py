@@ -35,8 +35,7 @@ import torch
 
 from tunesmith.config.schema import DataConfig, DatasetConfig
 from tunesmith.data.collate import collate_padded
-from tunesmith.data.examples import PreparedData, load_source, new_report, val_count
-from tunesmith.data.mixing import draw, interleave, plan_mix
+from tunesmith.data.examples import PreparedData, load_source, new_report, split_and_mix
 from tunesmith.data.render import Rendered, Renderer, SkipSample
 from tunesmith.data.report import SourceReport
 from tunesmith.data.types import Conversation, KTOExample, Message, PreferencePair
@@ -250,45 +249,23 @@ def prepare_pairs(
     if stage not in (*PAIR_STAGES, "kto"):
         raise ValueError(f"prepare_pairs serves dpo/orpo/simpo/kto, not {stage!r}")
     pr = pair_renderer(renderer)
-    rng = random.Random(cfg.seed)
     reports: list[SourceReport] = []
-    pools: list[list[dict[str, Any]]] = []
-    val: list[dict[str, Any]] = []
+    rendered: list[list[dict[str, Any]]] = []
     for index, ds in enumerate(cfg.datasets):
         examples, report, wheres = load_source(ds, cfg, index)
-        samples = _render_source(examples, wheres, pr, report, stage, index, ds, cfg)
-        report.rows_kept = len(samples)
-        if ds.shuffle:
-            rng.shuffle(samples)
-        n_val = min(val_count(len(samples), cfg.val_size), max(len(samples) - 1, 0))
-        val += samples[:n_val]
-        report.val_samples = n_val
-        pools.append(samples[n_val:])
+        rendered.append(_render_source(examples, wheres, pr, report, stage, index, ds, cfg))
         reports.append(report)
-    for i, (pool, rep) in enumerate(zip(pools, reports)):
-        if not pool:
-            reasons = ", ".join(f"{r}: {n}" for r, n in rep.skipped.items()) or "none"
-            raise DataError(
-                f"data.datasets.{i} ({rep.name}): no usable {stage} samples ({rep.rows_read} rows "
-                f"read; skipped {reasons}); check max_length, truncation and the data"
-            )
-    plan = plan_mix(
-        [len(p) for p in pools],
-        [ds.samples for ds in cfg.datasets],
-        [ds.weight for ds in cfg.datasets],
-        cfg.total_samples,
+    mix, val = split_and_mix(
+        cfg,
+        rendered,
+        reports,
+        what=f"{stage} samples",
+        hint="check max_length, truncation and the data",
     )
-    groups = [
-        draw(len(pool), plan.counts[i], rng, shuffle=ds.shuffle)
-        for i, (pool, ds) in enumerate(zip(pools, cfg.datasets))
-    ]
     train: list[dict[str, Any]] = []
-    for g, idx in interleave(groups, rng):
-        train.append(dict(pools[g][idx]))  # a copy: resampled rows get their own KL partner
-        reports[g].trained_tokens += _trained_tokens(pools[g][idx])
-    for i, rep in enumerate(reports):
-        rep.samples_in_mix = plan.counts[i]
-        rep.resampled = plan.resampled(i)
+    for g, sample in mix:
+        train.append(dict(sample))  # a copy: resampled rows get their own KL partner
+        reports[g].trained_tokens += _trained_tokens(sample)
     if stage == "kto":
         _attach_kl(train, cfg.max_length)
         _attach_kl(val, cfg.max_length)

@@ -614,3 +614,62 @@ def _with_content(dicts: list[dict[str, Any]], i: int, content: str) -> list[dic
 
 def _where(conv: Conversation) -> str:
     return conv.meta.get("where") or conv.source or "sample"
+
+
+def build_renderer(
+    tokenizer: Any,
+    data: Any,
+    template: str | None = None,
+    *,
+    stage: str = "sft",
+    image_token: str | None = None,
+    image_seq_length: int = 1,
+    allow_remote_images: bool = False,
+) -> Renderer:
+    """The finished renderer for a tokenizer, a template name and a ``DataConfig``.
+
+    The one place a renderer is configured: training, ``tunesmith data``, evaluation and the
+    tests build it here and never patch its options afterwards.
+
+    Args:
+        tokenizer: The model's tokenizer.
+        data: The run's ``DataConfig`` (length policy, label policy, system, loss weights).
+        template: A built-in template name, or ``None`` for the tokenizer's own.
+        stage: ``pt`` trains on every token (as ``data.train_on_prompt``).
+        image_token: For vision-language models: the placeholder expanded into image tokens.
+        image_seq_length: Tokens per image (the tower's count).
+        allow_remote_images: Whether ``http(s)`` images may be fetched.
+
+    Raises:
+        ConfigError: unknown template name, or no template at all.
+    """
+    from tunesmith.data.templates import resolve_chat_template
+
+    jinja, stop = resolve_chat_template(tokenizer, template)
+    options = RenderOptions(
+        max_length=data.max_length,
+        truncation=data.truncation,
+        train_on_prompt=data.train_on_prompt or stage == "pt",
+        mask_history=data.mask_history,
+        system=data.system,
+        loss_weights=dict(data.loss_weights) if data.loss_weights else None,
+        image_token=image_token,
+        image_seq_length=image_seq_length,
+        allow_remote_images=allow_remote_images,
+    )
+    return Renderer(tokenizer, jinja, stop, options, template or "tokenizer")
+
+
+def template_json(renderer: Renderer) -> dict[str, Any]:
+    """What a run saves as ``template.json``: its template, stop strings and system policy."""
+    from tunesmith.data.templates import default_system_of
+
+    name = renderer.template_name
+    return {
+        "template": name,
+        "stops": list(renderer.stop),
+        "system": renderer.options.system,
+        "default_system": default_system_of(
+            renderer.chat_template, None if name == "tokenizer" else name
+        ),
+    }

@@ -269,6 +269,18 @@ def get_template(name: str) -> ChatTemplate:
     )
 
 
+def default_system_of(jinja: str, name: str | None) -> str | None:
+    """The system prompt template ``jinja`` injects when none is given (``None``: none).
+
+    Known for the built-ins: ``name`` when it is one, else the built-in with identical jinja. A
+    model's own template that matches no built-in is not read for one.
+    """
+    if name is not None and name in _BY_NAME:
+        return _BY_NAME[name].default_system
+    same = next((t for t in _BUILTINS if t.jinja.strip() == jinja.strip()), None)
+    return same.default_system if same is not None else None
+
+
 def resolve_chat_template(tokenizer: Any, name: str | None) -> tuple[str, tuple[str, ...]]:
     """Pick the chat template for a model and the strings generation stops on.
 
