@@ -81,9 +81,12 @@ def pairwise_agreement(answers: list[str]) -> float:
 def agrees_with(answer: str, reference: str, how: str) -> bool:
     """``answer`` equal to (``exact``) or containing (``contains``) ``reference``, normalised."""
     a, r = normalise(answer), normalise(reference)
-    if how == "contains":
-        return bool(r) and f" {r} " in f" {a} " if not is_cjk([r]) else r in a
-    return a == r
+    if how == "exact":
+        return a == r
+    if not r:
+        return False
+    # Chinese has no spaces: a substring; otherwise whole words ("paris" not in "parisian").
+    return r in a if is_cjk([r]) else f" {r} " in f" {a} "
 
 
 def read_questions(path: str) -> list[dict[str, Any]]:

@@ -120,6 +120,11 @@ class JudgeClient:
         max_tokens: int = 256,
         sleep: Any = time.sleep,
     ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"eval.tasks judge.url: {url!r} is not an http(s) URL; give the API's base, "
+                "e.g. http://127.0.0.1:8000/v1"
+            )
         self.endpoint = url.rstrip("/") + "/chat/completions"
         self.model, self.api_key = model, api_key
         self.retries, self.backoff, self.timeout = retries, backoff, timeout

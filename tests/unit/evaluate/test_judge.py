@@ -156,6 +156,8 @@ def test_gives_up_after_retries_and_refuses_4xx(judge: FakeJudge) -> None:
 
 
 def test_unreachable_endpoint_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"judge\.url: 'localhost:8000' is not an http"):
+        JudgeClient("localhost:8000", "big")
     client = JudgeClient("http://127.0.0.1:9/v1", "big", retries=1, sleep=lambda s: None)
     with pytest.raises(JudgeError, match=r"127.0.0.1:9/v1/chat/completions: no answer after 2"):
         client.ask("hi")
