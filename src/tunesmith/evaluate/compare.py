@@ -1,0 +1,636 @@
+"""``tunesmith compare``: several runs side by side, as one HTML page and a Markdown summary.
+
+:func:`collect` reads every run once (:func:`tunesmith.runs.load_run`) into a
+:class:`Comparison`: the config keys that differ, the data mixes, the logged curves, a metrics
+table with the best value of each row marked, and answers side by side (the same prompts
+answered greedily by every run through the inference engine, plus the predictions of every
+evaluation task that generated text, matched by example id). :func:`render_markdown` writes it as
+Markdown; ``compare_html.render_html`` as a self-contained page. Nothing but the one
+"generated" line depends on the time, so the same runs give the same report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import ConfigError
+from tunesmith.runs import RunRecord, load_run, read_jsonl
+
+#: ``metrics.jsonl`` keys that are bookkeeping, not curves worth comparing.
+NOT_CURVES = frozenset(
+    {"step", "epoch", "lr", "grad_norm", "trained_tokens", "tokens_per_s", "elapsed_s"}
+    | {"rss_peak_mib", "val_ppl", "steps_in_epoch"}
+)
+#: Metrics where lower is better (matched on the metric's first name segment); higher otherwise.
+LOWER_IS_BETTER = frozenset({"loss", "perplexity", "contradiction_rate", "false_claim_rate"})
+#: Config paths that always differ between runs and say nothing about them.
+CONFIG_NOISE = frozenset({"output.dir"})
+#: Most rows of one answers table (an evaluation set can be large; the page must stay readable).
+MAX_ANSWER_ROWS = 100
+ABSENT = "—"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's logged values of one metric."""
+
+    steps: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One row of the metrics table: a value per run and which runs are best.
+
+    Attributes:
+        name: What is measured (``train loss (final)``, ``<eval name>/<metric>``).
+        values: One value per run (``None``: that run has none).
+        lower_is_better: Direction of "best"; ``None`` for rows that are no score (steps).
+        best: Indices of the runs with the best value (empty when fewer than two runs have a
+            value or all are equal).
+    """
+
+    name: str
+    values: tuple[float | None, ...]
+    lower_is_better: bool | None
+    best: frozenset[int]
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    """One prompt and every run's answer to it.
+
+    Attributes:
+        id: The example's id (the prompt's number for plain prompts).
+        prompt: The prompt.
+        reference: The expected answer, when known.
+        answers: One answer per run (``None``: that run has none).
+        correct: Per run, the task's verdict when it gives one (``exact_match``), else ``None``.
+    """
+
+    id: str
+    prompt: str
+    reference: str | None
+    answers: tuple[str | None, ...]
+    correct: tuple[bool | None, ...]
+
+
+@dataclass(frozen=True)
+class AnswerTable:
+    """Answers side by side for one set of prompts."""
+
+    title: str
+    note: str
+    rows: tuple[AnswerRow, ...]
+    total: int  # rows before the MAX_ANSWER_ROWS cut
+
+
+@dataclass(frozen=True)
+class DataMix:
+    """The runs' data sources side by side: ``cells[source][run]``."""
+
+    sources: tuple[str, ...]
+    cells: tuple[tuple[str, ...], ...]
+    totals: tuple[str, ...]  # per run: "32 samples, 591 trained tokens" (from data_report.md)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything the report shows, in display order."""
+
+    labels: tuple[str, ...]
+    runs: tuple[RunRecord, ...]
+    config_diff: tuple[tuple[str, tuple[str, ...]], ...]
+    data_mix: DataMix
+    curves: dict[str, tuple[Curve | None, ...]]
+    metrics: tuple[MetricRow, ...]
+    answers: tuple[AnswerTable, ...]
+    notes: tuple[str, ...] = field(default=())
+
+
+Answerer = Callable[[RunRecord, list[str], int], list[str]]
+"""``(run, prompts, max_new_tokens) -> answers``: how a run answers (default: the engine)."""
+
+
+# ---- collecting ------------------------------------------------------------------------------
+def collect(
+    paths: Sequence[str | Path],
+    *,
+    prompts: Sequence[str] = (),
+    prompts_file: str | None = None,
+    max_new_tokens: int | None = None,
+    answer: Answerer | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> Comparison:
+    """Read the runs at ``paths`` and answer the prompts with each.
+
+    Args:
+        paths: Two or more run directories.
+        prompts: Prompts to answer (with ``prompts_file``'s); none given: the runs' own
+            ``eval.prompts`` (their union, in order).
+        prompts_file: A ``.txt`` file (one prompt a line) or a JSONL/JSON/CSV/Parquet file
+            with a prompt column and optionally a reference column.
+        max_new_tokens: Answer length; default the largest ``eval.max_new_tokens`` of the runs.
+        answer: How a run answers (default: greedy through the inference engine).
+        say: Progress lines.
+
+    Raises:
+        ConfigError: fewer than two runs, a path that is not a run directory, a bad prompts
+            file.
+    """
+    if len(paths) < 2:
+        raise ConfigError("compare: give at least two run directories (RUN_A RUN_B ...)")
+    runs = tuple(load_run(p) for p in paths)
+    labels = run_labels([r.dir for r in runs])
+    items = [{"prompt": p, "reference": None} for p in prompts]
+    if prompts_file:
+        items += read_prompt_file(prompts_file)
+    if not items:
+        own = dict.fromkeys(p for r in runs for p in r.config.eval.prompts)
+        items = [{"prompt": p, "reference": None} for p in own]
+    tokens = max_new_tokens or max(r.config.eval.max_new_tokens for r in runs)
+    tables = []
+    notes = []
+    if items:
+        table, missing = prompt_answers(runs, labels, items, tokens, answer or engine_answer, say)
+        tables.append(table)
+        notes += missing
+    tables += prediction_tables(runs)
+    return Comparison(
+        labels=labels,
+        runs=runs,
+        config_diff=config_diff(runs),
+        data_mix=data_mix(runs),
+        curves=curves(runs),
+        metrics=metric_rows(runs),
+        answers=tuple(tables),
+        notes=tuple(notes),
+    )
+
+
+def run_labels(dirs: Sequence[Path]) -> tuple[str, ...]:
+    """Short unique names: the folder name, with parent folders added while two clash."""
+    parts = [d.resolve().parts for d in dirs]
+    depth = 1
+    while True:
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels) or depth >= max(len(p) for p in parts):
+            break
+        depth += 1
+    if len(set(labels)) < len(labels):  # the same directory twice
+        labels = [f"{label} ({i + 1})" for i, label in enumerate(labels)]
+    return tuple(labels)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted paths of a config dict; lists of dicts are indexed (``data.datasets.0.path``)."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
+        out = {}
+        for i, value in enumerate(tree):
+            out.update(flatten(value, f"{prefix}{i}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def show_value(value: Any) -> str:
+    """A config value as text: strings as they are, everything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def config_diff(runs: Sequence[RunRecord]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``(dotted path, value per run)`` for every config key whose value differs between runs."""
+    flat = [flatten(r.config.model_dump(mode="json")) for r in runs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    missing = object()
+    out = []
+    for key in keys:
+        if key in CONFIG_NOISE:
+            continue
+        values = [f.get(key, missing) for f in flat]
+        if all(v == values[0] for v in values[1:]):
+            continue
+        out.append((key, tuple(ABSENT if v is missing else show_value(v) for v in values)))
+    return tuple(out)
+
+
+def _report_table(text: str) -> tuple[dict[str, dict[str, str]], str]:
+    """The source table of a ``data_report.md`` (source -> column -> cell) and its totals."""
+    rows: dict[str, dict[str, str]] = {}
+    header: list[str] | None = None
+    totals = ""
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if header is None:
+                header = cells
+            elif not all(set(c) <= set("-:") for c in cells):  # not the |---| line
+                rows[cells[0]] = dict(zip(header, cells))
+        elif header is not None and rows and not totals:
+            m = re.match(r"- Samples: (\d+); trained tokens: (\d+)", line)
+            if m:
+                totals = f"{m.group(1)} samples, {m.group(2)} trained tokens"
+    return rows, totals
+
+
+def _configured(ds: Any) -> str:
+    """What the config asks of one source (the report's counts are better, when there)."""
+    if ds.samples is not None:
+        return f"{ds.samples} samples"
+    if ds.weight is not None:
+        return f"weight {ds.weight:g}"
+    return f"first {ds.max_samples} rows" if ds.max_samples else "all rows"
+
+
+def data_mix(runs: Sequence[RunRecord]) -> DataMix:
+    """Each run's sources: the counts and shares of its ``data_report.md`` (else its config)."""
+    per_run: list[dict[str, str]] = []
+    totals = []
+    for r in runs:
+        text = r.data_report_text()
+        table, total = _report_table(text) if text else ({}, "")
+        cells = {}
+        for ds in r.config.data.datasets:
+            name = ds.display_name
+            row = table.get(name)
+            if row and "in mix" in row:
+                shares = [
+                    f"{row[col]} of {what}"
+                    for col, what in (
+                        ("share (samples)", "samples"),
+                        ("share (trained tokens)", "tokens"),
+                    )
+                    if row.get(col)
+                ]
+                cells[name] = f"{row['in mix']} ({', '.join(shares)})" if shares else row["in mix"]
+            else:
+                cells[name] = _configured(ds)
+        per_run.append(cells)
+        totals.append(total or ABSENT)
+    sources = tuple(dict.fromkeys(s for cells in per_run for s in cells))
+    grid = tuple(tuple(cells.get(s, ABSENT) for cells in per_run) for s in sources)
+    return DataMix(sources=sources, cells=grid, totals=tuple(totals))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def curves(runs: Sequence[RunRecord]) -> dict[str, tuple[Curve | None, ...]]:
+    """Metric -> one curve per run (``None``: not logged by that run); ``loss``, ``val_loss`` first.
+
+    Evaluation results appended at the end of training (``eval/<name>/<metric>``) are curves of
+    one point.
+    """
+    points: list[dict[str, tuple[list[int], list[float]]]] = []
+    for r in runs:
+        got: dict[str, tuple[list[int], list[float]]] = {}
+        for record in r.metrics():
+            step = record.get("step")
+            if not _number(step):
+                continue
+            for key, value in record.items():
+                if key in NOT_CURVES or not _number(value):
+                    continue
+                steps, values = got.setdefault(key, ([], []))
+                steps.append(int(step))
+                values.append(float(value))
+        points.append(got)
+    names = sorted({k for got in points for k in got}, key=_curve_order)
+    return {
+        name: tuple(
+            Curve(tuple(got[name][0]), tuple(got[name][1])) if name in got else None
+            for got in points
+        )
+        for name in names
+    }
+
+
+def _curve_order(name: str) -> tuple[int, str]:
+    first = {"loss": 0, "val_loss": 1}
+    return (first.get(name, 3 if name.startswith("eval/") else 2), name)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is better (losses, perplexity, error rates)."""
+    return metric.split("/")[0] in LOWER_IS_BETTER or "loss" in metric
+
+
+def best_of(values: Sequence[float | None], lower: bool) -> frozenset[int]:
+    """Indices of the best values (ties all count); none when fewer than two differ."""
+    known = {i: round(v, 9) for i, v in enumerate(values) if v is not None}
+    if len(known) < 2 or len(set(known.values())) < 2:
+        return frozenset()
+    best = min(known.values()) if lower else max(known.values())
+    return frozenset(i for i, v in known.items() if v == best)
+
+
+def _row(name: str, values: Sequence[float | None], lower: bool | None) -> MetricRow:
+    best = best_of(values, lower) if lower is not None else frozenset()
+    return MetricRow(name, tuple(values), lower, best)
+
+
+def metric_rows(runs: Sequence[RunRecord]) -> tuple[MetricRow, ...]:
+    """Final train and val loss, steps, then every ``eval/*.json`` metric, one row each."""
+    train, val, steps = [], [], []
+    for r in runs:
+        logged = r.metrics()
+        summary = r.summary() or {}
+        losses = [m["loss"] for m in logged if _number(m.get("loss"))]
+        vals = [m["val_loss"] for m in logged if _number(m.get("val_loss"))]
+        last = summary.get("last_loss")
+        train.append(float(last) if _number(last) else (losses[-1] if losses else None))
+        val.append(vals[-1] if vals else None)
+        n = summary.get("steps")
+        logged_steps = [m["step"] for m in logged if _number(m.get("step"))]
+        steps.append(float(n) if _number(n) else (max(logged_steps) if logged_steps else None))
+    rows = [
+        _row("train loss (final)", train, True),
+        _row("val loss (final)", val, True),
+        _row("steps", steps, None),
+    ]
+    evals = [r.evals() for r in runs]
+    for name in sorted({n for e in evals for n in e}):
+        metrics = [e.get(name, {}).get("metrics") or {} for e in evals]
+        for metric in dict.fromkeys(k for m in metrics for k in m):
+            values = [float(m[metric]) if _number(m.get(metric)) else None for m in metrics]
+            rows.append(_row(f"{name}/{metric}", values, lower_is_better(metric)))
+    return tuple(rows)
+
+
+# ---- answers ---------------------------------------------------------------------------------
+def read_prompt_file(path: str) -> list[dict[str, Any]]:
+    """``{"prompt", "reference"}`` items of a prompts file (see :func:`collect`).
+
+    Raises:
+        ConfigError: missing file, no prompts, a row without a prompt column (``file:line``).
+    """
+    from tunesmith.errors import DataError
+    from tunesmith.evaluate.datafile import pick, read_rows, resolve
+    from tunesmith.evaluate.generation import PROMPT_COLUMNS, REFERENCE_COLUMNS
+
+    file = resolve(path)
+    if file.suffix.lower() == ".txt" or not file.suffix:
+        if not file.is_file():
+            raise ConfigError(f"--prompts {path}: file not found; give a text file, one a line")
+        lines = file.read_text(encoding="utf-8").splitlines()
+        items = [{"prompt": line.strip(), "reference": None} for line in lines if line.strip()]
+        if not items:
+            raise ConfigError(f"--prompts {path}: no prompts; write one prompt a line")
+        return items
+    try:
+        items = []
+        for n, row in read_rows(path):
+            prompt = pick(str(file), n, row, PROMPT_COLUMNS, None, "prompt")
+            ref = next((row[c] for c in REFERENCE_COLUMNS if row.get(c) is not None), None)
+            items.append({"prompt": prompt, "reference": None if ref is None else str(ref)})
+    except DataError as exc:
+        raise ConfigError(f"--prompts: {exc}") from None
+    return items
+
+
+def engine_answer(run: RunRecord, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """Greedy answers of ``run`` through the inference engine, with its system prompt."""
+    from tunesmith.evaluate.base import EvalContext
+    from tunesmith.infer.engine import Engine
+
+    engine = Engine.load(str(run.dir))
+    try:
+        return EvalContext(engine, run=run).generate(prompts, max_new_tokens=max_new_tokens)
+    finally:
+        engine.close()
+
+
+def prompt_answers(
+    runs: Sequence[RunRecord],
+    labels: Sequence[str],
+    items: Sequence[dict[str, Any]],
+    max_new_tokens: int,
+    answer: Answerer,
+    say: Callable[[str], None],
+) -> tuple[AnswerTable, list[str]]:
+    """Every run's greedy answers to ``items``; unfinished runs (no weights) answer nothing."""
+    prompts = [it["prompt"] for it in items]
+    per_run: list[list[str] | None] = []
+    notes = []
+    for run, label in zip(runs, labels):
+        if not run.finished:
+            per_run.append(None)
+            notes.append(f"{label}: training has not finished (no model/ or adapter/), no answers")
+            continue
+        say(f"compare: {label} answers {len(prompts)} prompt(s)")
+        got = answer(run, prompts, max_new_tokens)
+        per_run.append(list(got))
+    rows = tuple(
+        AnswerRow(
+            id=str(i + 1),
+            prompt=it["prompt"],
+            reference=it.get("reference"),
+            answers=tuple(a[i] if a is not None else None for a in per_run),
+            correct=tuple(None for _ in per_run),
+        )
+        for i, it in enumerate(items)
+    )
+    note = f"greedy, at most {max_new_tokens} new tokens, each run's own chat template and system"
+    return AnswerTable("Prompts", note, rows[:MAX_ANSWER_ROWS], len(rows)), notes
+
+
+def prediction_tables(runs: Sequence[RunRecord]) -> list[AnswerTable]:
+    """One table per evaluation task whose predictions are text, rows matched by ``id``."""
+    names = sorted({n for r in runs for n in r.evals()})
+    tables = []
+    for name in names:
+        by_run: list[dict[str, dict[str, Any]]] = []
+        for r in runs:
+            path = r.dir / "eval" / f"{name}.predictions.jsonl"
+            rows = read_jsonl(path) if path.is_file() else []
+            by_run.append({str(row.get("id")): row for row in rows if "id" in row})
+        ids = list(dict.fromkeys(i for rows in by_run for i in rows))
+        text = [
+            i
+            for i in ids
+            if any(isinstance(rows.get(i, {}).get("prediction"), str) for rows in by_run)
+        ]
+        if not text:
+            continue  # log-likelihood tasks (perplexity): no answers to show
+        out = []
+        for i in text:
+            first = next(rows[i] for rows in by_run if i in rows)
+            ref = first.get("reference")
+            out.append(
+                AnswerRow(
+                    id=i,
+                    prompt=_text(first.get("prompt")),
+                    reference=None if ref is None else _text(ref),
+                    answers=tuple(
+                        _text(rows[i].get("prediction")) if i in rows else None for rows in by_run
+                    ),
+                    correct=tuple(_verdict(rows.get(i)) for rows in by_run),
+                )
+            )
+        task = next((r.evals()[name].get("task") for r in runs if name in r.evals()), name)
+        note = f"eval/{name}.predictions.jsonl ({task}), matched by id"
+        tables.append(AnswerTable(f"eval: {name}", note, tuple(out[:MAX_ANSWER_ROWS]), len(out)))
+    return tables
+
+
+def _text(value: Any) -> str:
+    """A prompt or answer as text (messages as ``role: content`` lines)."""
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
+        return "\n".join(f"{m.get('role', '?')}: {_text(m.get('content'))}" for m in value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _verdict(row: dict[str, Any] | None) -> bool | None:
+    if row is None:
+        return None
+    for key in ("exact_match", "correct"):
+        if isinstance(row.get(key), bool):
+            return bool(row[key])
+    return None
+
+
+# ---- Markdown --------------------------------------------------------------------------------
+def fmt(value: float | None) -> str:
+    """A metric value for the tables (``—`` when absent)."""
+    if value is None:
+        return ABSENT
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
+
+
+def md_cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell (pipes, newlines and HTML escaped)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|").replace("\r\n", "\n").replace("\n", "<br>")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return lines
+
+
+def _verdict_mark(ok: bool | None) -> str:
+    return "" if ok is None else (" ✓" if ok else " ✗")
+
+
+def render_markdown(comp: Comparison, *, generated: str, html_name: str | None = None) -> str:
+    """The comparison as Markdown (for terminals and pull requests).
+
+    Args:
+        comp: What to show.
+        generated: The one time-dependent line ("generated ...").
+        html_name: The HTML report beside it, named for its plots.
+    """
+    labels = comp.labels
+    out = [f"# Comparison of {len(labels)} runs", "", f"generated {generated}", ""]
+    if html_name:
+        out += [f"Curves and the full page: {html_name}.", ""]
+    out += ["## Runs", ""]
+    rows = [
+        [
+            md_cell(label),
+            md_cell(str(r.dir)),
+            md_cell(r.base),
+            r.config.method.type,
+            "yes" if r.finished else "no",
+        ]
+        for label, r in zip(labels, comp.runs)
+    ]
+    out += _md_table(["run", "directory", "base", "method", "finished"], rows)
+    out += ["", "## Config differences", ""]
+    if comp.config_diff:
+        diff = [[f"`{md_cell(k)}`", *(md_cell(v) for v in vs)] for k, vs in comp.config_diff]
+        out += _md_table(["key", *labels], diff)
+    else:
+        out.append("The configs are the same (apart from output.dir).")
+    out += ["", "## Data mix", ""]
+    mix = comp.data_mix
+    grid = [[md_cell(s), *(md_cell(c) for c in cells)] for s, cells in zip(mix.sources, mix.cells)]
+    grid.append(["**total**", *(md_cell(t) for t in mix.totals)])
+    out += _md_table(["source", *labels], grid)
+    out += [
+        "",
+        "## Metrics",
+        "",
+        "Best value per row in bold (lower is better for losses, "
+        "perplexity and error rates; higher otherwise).",
+        "",
+    ]
+    table = []
+    for m in comp.metrics:
+        cells = [f"**{fmt(v)}**" if i in m.best else fmt(v) for i, v in enumerate(m.values)]
+        arrow = "" if m.lower_is_better is None else (" ↓" if m.lower_is_better else " ↑")
+        table.append([md_cell(m.name) + arrow, *cells])
+    out += _md_table(["metric", *labels], table)
+    out += ["", "## Answers side by side", ""]
+    if not comp.answers:
+        out.append("No prompts: give --prompt, --prompts FILE or eval.prompts in the runs.")
+    for t in comp.answers:
+        out += [f"### {md_cell(t.title)}", "", f"{md_cell(t.note)}.", ""]
+        if t.total > len(t.rows):
+            out += [f"First {len(t.rows)} of {t.total} rows.", ""]
+        body = [
+            [
+                md_cell(r.id),
+                md_cell(r.prompt),
+                md_cell(r.reference or ABSENT),
+                *(
+                    md_cell(ABSENT if a is None else a) + _verdict_mark(ok)
+                    for a, ok in zip(r.answers, r.correct)
+                ),
+            ]
+            for r in t.rows
+        ]
+        out += _md_table(["id", "prompt", "reference", *labels], body)
+        out.append("")
+    for note in comp.notes:
+        out.append(f"- {md_cell(note)}")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def write_report(
+    comp: Comparison, out: str | Path | None, *, fmt_name: str, generated: str
+) -> tuple[list[Path], str | None]:
+    """Write the report; ``(files written, Markdown to print)``.
+
+    ``html``: ``out`` (required) and the Markdown summary beside it (``<stem>.md``); ``md``:
+    ``out`` when given, else the Markdown is returned for stdout.
+
+    Raises:
+        ConfigError: ``html`` without ``out``; an unknown format.
+    """
+    if fmt_name not in ("html", "md"):
+        raise ConfigError(f"compare --format {fmt_name}: use html or md")
+    if fmt_name == "md":
+        text = render_markdown(comp, generated=generated)
+        if out is None:
+            return [], text
+        path = Path(out)
+        path.write_text(text, encoding="utf-8")
+        return [path], None
+    if out is None:
+        raise ConfigError("compare: give --out report.html (or --format md to print Markdown)")
+    from tunesmith.evaluate.compare_html import render_html
+
+    page = Path(out)
+    md = page.with_suffix(".md") if page.suffix != ".md" else page.with_name(page.name + ".md")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render_html(comp, generated=generated), encoding="utf-8")
+    md.write_text(render_markdown(comp, generated=generated, html_name=page.name), encoding="utf-8")
+    return [page, md], None
