@@ -231,6 +231,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Runs side by side: one HTML page (plus its Markdown summary) or Markdown."""
+    from datetime import datetime, timezone
+
+    from tunesmith.evaluate.compare import collect, write_report
+
+    comp = collect(
+        args.runs,
+        prompts=args.prompt or (),
+        prompts_file=args.prompts,
+        max_new_tokens=args.max_new_tokens,
+        say=lambda line: print(line, file=sys.stderr),
+    )
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    files, text = write_report(comp, args.out, fmt_name=args.format, generated=when)
+    if text is not None:
+        print(text, end="")
+    for f in files:
+        print(f"wrote {f}", file=sys.stderr)
+    return 0
+
+
 # ---- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (kept free of heavy imports)."""
@@ -337,6 +359,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--general", help="identity: general prompts (JSONL)")
     e.add_argument("--max-new-tokens", type=int, help="default: 48 (identity), 128 (generation)")
     e.set_defaults(func=cmd_eval)
+
+    cmp = sub.add_parser("compare", help="runs side by side: configs, data, curves, answers")
+    cmp.add_argument("runs", nargs="+", metavar="RUN", help="two or more run directories")
+    cmp.add_argument("--out", help="report.html (a report.md lands beside it); md: the file")
+    cmp.add_argument("--format", choices=["html", "md"], default="html")
+    cmp.add_argument("--prompt", action="append", help="a prompt every run answers (repeatable)")
+    cmp.add_argument("--prompts", metavar="FILE", help=".txt (one a line) or JSONL with prompts")
+    cmp.add_argument("--max-new-tokens", type=int, help="default: the runs' eval.max_new_tokens")
+    cmp.set_defaults(func=cmd_compare)
 
     from tunesmith.infer.commands import add_commands as add_infer_commands
 
