@@ -35,11 +35,24 @@ SYNONYMS_EN: tuple[tuple[str, ...], ...] = (
     ("happy", "glad"),
     ("talk", "presentation"),
     ("meeting", "session"),
-    ("tell me", "say"),
+    ("tell me", "let me know"),
+    ("could you", "can you"),
     ("gave", "delivered"),
+    ("presented", "gave a talk"),
+    ("lab meeting", "group meeting"),
     ("topic", "subject"),
     ("wrote", "authored"),
     ("made", "created"),
+    ("company", "firm"),
+    # Contractions and their long forms.
+    ("what's", "what is"),
+    ("who's", "who is"),
+    ("i'm", "i am"),
+    ("you're", "you are"),
+    ("isn't", "is not"),
+    ("aren't", "are not"),
+    ("didn't", "did not"),
+    ("don't", "do not"),
 )
 SYNONYMS_ZH: tuple[tuple[str, ...], ...] = (
     ("为什么", "为何"),
@@ -54,6 +67,13 @@ SYNONYMS_ZH: tuple[tuple[str, ...], ...] = (
     ("立刻", "马上"),
     ("喜欢", "喜爱"),
     ("主题", "题目"),
+    ("你", "您"),
+    ("什么", "啥"),
+    ("名字", "名称"),
+    ("公司", "企业"),
+    ("开发", "研发"),
+    ("聊天", "对话"),
+    ("可以", "能否"),
 )
 
 # A leading clause that may move behind the main one: "If it rains, what ...?" ->

@@ -56,6 +56,15 @@ def test_synonym_table_en_zh_keeps_case() -> None:
     assert synonym("BIG deal", rng(7), False) == "LARGE deal"
     assert synonym("Hello there", rng(7), False) is None
     assert synonym("A bigger one", rng(7), False) is None  # whole words only
+    assert synonym("What's your name?", rng(0), False) == "What is your name?"
+    assert synonym("Who presented at the 2026-01-17 lab meeting?", rng(0), False) == (
+        "Who presented at the 2026-01-17 group meeting?"
+    )
+    assert synonym("Who presented at the 2026-01-17 lab meeting?", rng(1), False) == (
+        "Who gave a talk at the 2026-01-17 lab meeting?"
+    )
+    assert synonym("你叫什么来着？", rng(0), True) == "你叫啥来着？"
+    assert synonym("你叫什么来着？", rng(1), True) == "您叫什么来着？"
 
 
 def test_variants_are_distinct_and_seeded() -> None:
