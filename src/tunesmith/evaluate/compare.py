@@ -183,8 +183,8 @@ def run_labels(dirs: Sequence[Path]) -> tuple[str, ...]:
         if len(set(labels)) == len(labels) or depth >= max(len(p) for p in parts):
             break
         depth += 1
-    if len(set(labels)) < len(labels):  # the same directory twice
-        labels = [f"{label} ({i + 1})" for i, label in enumerate(labels)]
+    if len(set(labels)) < len(labels):  # the same directory twice: number the folder names
+        labels = [f"{p[-1]} ({i + 1})" for i, p in enumerate(parts)]
     return tuple(labels)
 
 
@@ -289,8 +289,8 @@ def _number(value: Any) -> bool:
 def curves(runs: Sequence[RunRecord]) -> dict[str, tuple[Curve | None, ...]]:
     """Metric -> one curve per run (``None``: not logged by that run); ``loss``, ``val_loss`` first.
 
-    Evaluation results appended at the end of training (``eval/<name>/<metric>``) are curves of
-    one point.
+    Evaluation results appended once at the end of training (``eval/<name>/<metric>``) are left
+    to the metrics table; logged at several steps, they are curves too.
     """
     points: list[dict[str, tuple[list[int], list[float]]]] = []
     for r in runs:
@@ -306,7 +306,15 @@ def curves(runs: Sequence[RunRecord]) -> dict[str, tuple[Curve | None, ...]]:
                 steps.append(int(step))
                 values.append(float(value))
         points.append(got)
-    names = sorted({k for got in points for k in got}, key=_curve_order)
+    # An evaluation logged once per run is a row of the metrics table, not a curve.
+    names = sorted(
+        (
+            k
+            for k in {k for got in points for k in got}
+            if not k.startswith("eval/") or any(len(got.get(k, ((), ()))[0]) > 1 for got in points)
+        ),
+        key=_curve_order,
+    )
     return {
         name: tuple(
             Curve(tuple(got[name][0]), tuple(got[name][1])) if name in got else None

@@ -28,7 +28,6 @@ table.answers col.id{width:48px}
 td.ok{background:#e6f4ea}td.bad{background:#fdecea}code{font-size:13px}
 .plots{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:12px}
 .plots figure{margin:0;border:1px solid #eee}.plots svg{width:100%;height:auto;display:block}
-.plots figcaption{font-size:13px;padding:2px 8px;color:#555}
 .swatch{display:inline-block;width:10px;height:10px;margin-right:6px;border-radius:2px}
 .muted{color:#777}
 """
@@ -65,7 +64,8 @@ def plot_svg(name: str, curves: Sequence[Curve | None], labels: Sequence[str], x
             colour = COLOURS[i % len(COLOURS)]
             marker = "o" if len(curve.steps) <= 12 else None
             ax.plot(curve.steps, curve.values, color=colour, marker=marker, ms=4, label=label)
-        ax.set_xlim(0, max(xmax, 1))
+        span = max(xmax, 1)
+        ax.set_xlim(-0.03 * span, span * 1.03)  # points at the last step stay whole
         ax.set_xlabel("step")
         ax.set_title(name, fontsize=11)
         ax.grid(alpha=0.3)
@@ -138,10 +138,7 @@ def render_html(comp: Comparison, *, generated: str) -> str:
         out.append('<div class="plots">')
         for name, cs in comp.curves.items():
             svg = plot_svg(name, cs, labels, xmax)
-            out.append(
-                f'<figure data-metric="{esc(name)}">{svg}<figcaption>{esc(name)}'
-                "</figcaption></figure>"
-            )
+            out.append(f'<figure data-metric="{esc(name)}">{svg}</figure>')
         out.append("</div>")
     else:
         out.append("<p>No metrics.jsonl in these runs.</p>")
