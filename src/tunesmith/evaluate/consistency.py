@@ -181,11 +181,16 @@ class Consistency(Task):
             texts += [it["prompt"], *it["variants"]]
         answers = ctx.generate(texts, max_new_tokens=spec.max_new_tokens, temperature=0.0)
         rows, pairwise, all_same, ref_hits, ref_total = [], [], 0, 0, 0
+        # Per perturbation (the first one of a stack): variants answered as the original was.
+        same_as_original: dict[str, list[bool]] = {}
         i = 0
         for it in items:
             group = answers[i : i + 1 + len(it["variants"])]
             i += len(group)
             score = pairwise_agreement(group)
+            for kind, answer in zip(it["perturbations"], group[1:]):
+                same = normalise(answer) == normalise(group[0])
+                same_as_original.setdefault(kind.split("+")[0], []).append(same)
             pairwise.append(score)
             all_same += score == 1.0
             row: dict[str, Any] = {
@@ -215,6 +220,10 @@ class Consistency(Task):
             "answers": len(answers),
             "with_reference": sum(it["reference"] is not None for it in items),
             "reference_match": spec.reference_match,
+            "same_as_original": {
+                k: {"share": sum(v) / len(v), "variants": len(v)}
+                for k, v in sorted(same_as_original.items())
+            },
         }
         return rows, metrics, details
 
