@@ -233,13 +233,14 @@ class Consistency(Task):
         pairs = pairs[: spec.max_samples] if spec.max_samples else pairs
         prompts = [yes_no_question(s) for p in pairs for s in (p["statement"], p["negation"])]
         answers = ctx.generate(prompts, max_new_tokens=spec.max_new_tokens, temperature=0.0)
-        rows, flagged, unclear = [], 0, 0
+        rows, flagged, unclear, decided = [], 0, 0, 0
         for k, p in enumerate(pairs):
             a, b = answers[2 * k], answers[2 * k + 1]
             pa, pb = parse_yes_no(a), parse_yes_no(b)
             bad = pa == pb and pa != "unclear"
             flagged += bad
             unclear += (pa == "unclear") + (pb == "unclear")
+            decided += pa != "unclear" and pb != "unclear"
             rows.append(
                 {
                     "id": p["id"],
@@ -255,5 +256,12 @@ class Consistency(Task):
             )
         n = len(pairs)
         metrics = {"contradiction_rate": flagged / n, "unclear_rate": unclear / (2 * n)}
-        details = {"pairs": n, "contradictions": flagged, "unclear_answers": unclear}
+        # The rate counts every pair; decided_pairs says how many were answered yes/no twice
+        # (a model that never says yes or no contradicts nothing, and unclear_rate shows it).
+        details = {
+            "pairs": n,
+            "contradictions": flagged,
+            "decided_pairs": decided,
+            "unclear_answers": unclear,
+        }
         return rows, metrics, details

@@ -123,6 +123,7 @@ def test_consistency_task_metrics_and_rows(tmp_path: Path, fake_ctx: Any) -> Non
     assert [r["parsed"] for r in flagged] == [["no", "no"]]
     assert result.rows[4]["prompt"].startswith("下面的说法正确吗")
     assert result.details["contradictions"] == 1
+    assert result.details["decided_pairs"] == 2
     # Variants answered as their original: a 1 of 1, b 1 of 2 ("four" differs).
     assert result.details["same_as_original"] == {"given": {"share": 2 / 3, "variants": 3}}
 
