@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tunesmith.config.schema import RunConfig
 from tunesmith.runs import RunRecord, is_run_dir, load_run
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -58,12 +59,11 @@ def hub_id(name: str | None, *, root: Path | None = None) -> str | None:
     return name
 
 
-def training_root(run_dir: Path | None, run_config: dict[str, Any] | None) -> Path | None:
+def training_root(run_dir: Path | None, config: RunConfig | None) -> Path | None:
     """The folder a run was trained from: its run directory less the relative ``output`` path."""
-    if run_dir is None or not run_config:
+    if run_dir is None or config is None:
         return None
-    out = run_config.get("output") or {}
-    rel = Path(out.get("dir") or f"runs/{out.get('name', 'run')}")
+    rel = Path(config.output.run_dir)
     here = run_dir.resolve()
     n = len(rel.parts)
     if rel.is_absolute() or ".." in rel.parts or n >= len(here.parts):
@@ -73,47 +73,40 @@ def training_root(run_dir: Path | None, run_config: dict[str, Any] | None) -> Pa
     return here.parents[n - 1]
 
 
-def base_names(run_config: dict[str, Any] | None, base: str) -> list[str]:
+def base_names(config: RunConfig | None, base: str) -> list[str]:
     """What the weights were tuned from: the config's ``model.name`` (plus a composed vision
     tower), or ``base`` without a run config."""
-    model = (run_config or {}).get("model") or {}
-    names = [str(model.get("name") or base)]
-    tower = (model.get("vision") or {}).get("tower")
-    return [*names, str(tower)] if tower else names
+    if config is None:
+        return [base]
+    vision = config.model.vision
+    tower = vision.tower if vision is not None else None
+    return [config.model.name, str(tower)] if tower else [config.model.name]
 
 
-def _stage_kind(run_config: dict[str, Any]) -> tuple[str, str]:
-    method = run_config.get("method") or {}
-    return method.get("stage", "sft"), method.get("type", "lora")
-
-
-def method_line(run_config: dict[str, Any], merged: bool | None) -> str:
+def method_line(config: RunConfig, merged: bool | None) -> str:
     """One line describing how the weights were tuned (``merged``: ``None`` says nothing of it)."""
-    stage, kind = _stage_kind(run_config)
+    stage, kind = config.method.stage, config.method.type
     if stage == "vlm_pretrain":  # the stage trains the projector whatever method.type says
         return f"projector only ({stage})"
     if kind not in ("lora", "qlora"):
         return f"{kind} fine-tuning ({stage})"
-    lora = (run_config.get("method") or {}).get("lora") or {}
-    name = "DoRA" if lora.get("use_dora") else "QLoRA" if kind == "qlora" else "LoRA"
-    desc = (
-        f"{name} rank {lora.get('rank')}, alpha {lora.get('alpha')}, targets {lora.get('targets')}"
-    )
+    lora = config.method.lora
+    name = "DoRA" if lora.use_dora else "QLoRA" if kind == "qlora" else "LoRA"
+    desc = f"{name} rank {lora.rank}, alpha {lora.alpha:g}, targets {lora.targets}"
     if merged is None:
         return f"{desc} ({stage})"
     how = "merged into the base weights" if merged else "adapter only"
     return f"{desc} ({stage}); {how}"
 
 
-def method_tags(run_config: dict[str, Any]) -> list[str]:
+def method_tags(config: RunConfig) -> list[str]:
     """Tags: ``tunesmith``, the method (``lora`` [+ ``dora``/``qlora``], ``full``, ``freeze``)
     and the stage."""
-    stage, kind = _stage_kind(run_config)
-    lora = (run_config.get("method") or {}).get("lora") or {}
+    stage, kind = config.method.stage, config.method.type
     if stage == "vlm_pretrain":
         kinds = ["full"]  # full weights come out (the projector's trained, the rest as loaded)
     elif kind in ("lora", "qlora"):
-        kinds = ["lora", *(["dora"] if lora.get("use_dora") else [])]
+        kinds = ["lora", *(["dora"] if config.method.lora.use_dora else [])]
         kinds += ["qlora"] if kind == "qlora" else []
     else:
         kinds = [kind]
@@ -122,7 +115,7 @@ def method_tags(run_config: dict[str, Any]) -> list[str]:
 
 def card_metadata(
     bases: list[str],
-    run_config: dict[str, Any] | None,
+    config: RunConfig | None,
     *,
     adapter_only: bool,
     vision: bool,
@@ -136,7 +129,7 @@ def card_metadata(
         meta["base_model_relation"] = "adapter" if adapter_only else "finetune"
     meta["library_name"] = "peft" if adapter_only else "transformers"
     meta["pipeline_tag"] = "image-text-to-text" if vision else "text-generation"
-    meta["tags"] = method_tags(run_config) if run_config else ["tunesmith"]
+    meta["tags"] = method_tags(config) if config is not None else ["tunesmith"]
     return meta
 
 
@@ -149,22 +142,22 @@ def describe_base(name: str, root: Path | None = None) -> str:
     return f"`{name}`"
 
 
-def data_rows(run_config: dict[str, Any]) -> list[str]:
+def data_rows(config: RunConfig) -> list[str]:
     """Markdown table rows for the data mix."""
     rows = []
-    for d in (run_config.get("data") or {}).get("datasets") or []:
-        source = d.get("name") or d.get("path") or d.get("from_info")
-        amount = d.get("samples") or (f"weight {d['weight']}" if d.get("weight") else "all")
-        rows.append(f"| {source} | {d.get('format', 'auto')} | {amount} |")
+    for d in config.data.datasets:
+        source = d.name or d.path or d.from_info
+        amount = d.samples or (f"weight {d.weight:g}" if d.weight else "all")
+        rows.append(f"| {source} | {d.format} | {amount} |")
     return rows
 
 
-def _data_section(run_config: dict[str, Any]) -> list[str]:
-    rows = data_rows(run_config)
+def _data_section(config: RunConfig | None) -> list[str]:
+    rows = data_rows(config) if config is not None else []
     if not rows:
         return []
     lines = ["## Data", "", "| source | format | samples |", "|---|---|---|", *rows, ""]
-    system = (run_config.get("data") or {}).get("system")
+    system = config.data.system if config is not None else None
     if system:
         lines += [f"System prompt used in training: `{system}`", ""]
     return lines
@@ -273,7 +266,7 @@ def model_card(
     *,
     name: str,
     base: str,
-    run_config: dict[str, Any] | None,
+    config: RunConfig | None,
     run_dir: Path | None,
     adapter_only: bool,
     dtype: str,
@@ -284,15 +277,15 @@ def model_card(
 
     Args:
         base: the model tuned from when there is no run config (else its ``model.name``).
+        config: the run's config (``None``: a model exported without a run).
         adapter_only: the folder holds a peft adapter, not full weights.
         vision: an image-text model (pipeline, usage code).
         ollama: the folder has a ``Modelfile``.
     """
-    cfg = run_config or {}
-    root = training_root(run_dir, run_config)
-    bases = base_names(run_config, base)
-    meta = card_metadata(bases, run_config, adapter_only=adapter_only, vision=vision, root=root)
-    how = method_line(cfg, merged=not adapter_only) if cfg else "exported model"
+    root = training_root(run_dir, config)
+    bases = base_names(config, base)
+    meta = card_metadata(bases, config, adapter_only=adapter_only, vision=vision, root=root)
+    how = method_line(config, merged=not adapter_only) if config is not None else "exported model"
     tower = f" with the vision tower {describe_base(bases[1], root)}" if len(bases) > 1 else ""
     lines = [
         "---",
@@ -304,7 +297,7 @@ def model_card(
         f"Fine-tuned from {describe_base(bases[0], root)}{tower} with tunesmith: {how}. "
         f"Weights: {dtype}.",
         "",
-        *_data_section(cfg),
+        *_data_section(config),
     ]
     metrics = metric_lines(run_dir)
     if metrics:
@@ -326,11 +319,9 @@ def run_card(run_dir: str | Path) -> str:
     """The README.md of a run directory: what was trained, from what, on what, how it went."""
     record = load_run(run_dir)
     run = record.dir
-    cfg = record.config.model_dump(mode="json")  # the tree the card helpers read
-    out = cfg.get("output") or {}
-    shown = shlex.quote(str(out.get("dir") or f"runs/{out.get('name', 'run')}"))
-    stage, _ = _stage_kind(cfg)
-    vision = stage.startswith("vlm_")
+    cfg = record.config
+    shown = shlex.quote(cfg.output.run_dir)
+    vision = cfg.method.stage.startswith("vlm_")
     root = training_root(run, cfg)
     bases = base_names(cfg, "unknown")
     tower = f" with the vision tower {describe_base(bases[1], root)}" if len(bases) > 1 else ""
@@ -358,7 +349,7 @@ def run_card(run_dir: str | Path) -> str:
         f"tunesmith chat {shown}{image}",
         f"tunesmith export {shown} --out exported/{run.resolve().name}   # a Hugging Face folder",
         f"tunesmith serve {shown}   # an OpenAI-compatible server",
-        *([f"tunesmith eval identity {shown}"] if (cfg.get("data") or {}).get("identity") else []),
+        *([f"tunesmith eval identity {shown}"] if cfg.data.identity is not None else []),
         "```",
         "",
         "`config.yaml` is the resolved config; `data_report.md` the data mix as trained; "

@@ -214,13 +214,12 @@ def _write_extras(
         # the template's end-of-turn tokens
         stops = stop_token_ids(None, tokenizer, run_stops(tokenizer, where.run))
         weights = "adapter"
-    # The card's helpers read the config as the plain tree a card is written from.
-    tree = where.run.config.model_dump(mode="json") if where.run is not None else None
+    config = where.run.config if where.run is not None else None
     name = run_dir.resolve().name if run_dir is not None else Path(where.adapter or where.base).name
     card = model_card(
         name=name,
         base=where.base,
-        run_config=tree,
+        config=config,
         run_dir=run_dir,
         adapter_only=adapter_only,
         dtype=dtype or weights,
@@ -234,8 +233,8 @@ def _write_extras(
     stop_text = [t for t in tokenizer.convert_ids_to_tokens(stops) if t]
     source, notes = ".", []
     if adapter_only:  # FROM is the base, which Ollama must be able to open
-        base = base_names(tree, where.base)[0]
-        source, notes = adapter_base(base, training_root(run_dir, tree))
+        base = base_names(config, where.base)[0]
+        source, notes = adapter_base(base, training_root(run_dir, config))
     text = modelfile(tokenizer, stop_text, source=source, system=system, notes=notes)
     if adapter_only:
         text += "ADAPTER .\n"

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from tunesmith.config.load import load_config
+from tunesmith.config.schema import RunConfig
 from tunesmith.export.card import hub_id, method_line, model_card, run_card
 
 RUN_CONFIG = {
@@ -38,14 +40,21 @@ def front_matter(card: str) -> dict[str, Any]:
     return yaml.safe_load(card.split("---\n")[1])
 
 
+def typed(tree: dict[str, Any]) -> RunConfig:
+    """``tree`` validated as a run's config (a data set added when it names none)."""
+    data = {"datasets": [{"path": "builtin:identity"}], **tree.get("data", {})}
+    return load_config(tree={**tree, "data": data})
+
+
 def card(cfg: dict[str, Any] | None, *, adapter_only: bool = False, **kw: Any) -> str:
     args: dict[str, Any] = {"name": "nova", "run_dir": None, "dtype": "float32"}
     base = (cfg or {}).get("model", {}).get("name", "b")
-    return model_card(base=base, run_config=cfg, adapter_only=adapter_only, **(args | kw))
+    config = typed(cfg) if cfg is not None else None
+    return model_card(base=base, config=config, adapter_only=adapter_only, **(args | kw))
 
 
 def test_method_line() -> None:
-    assert method_line(RUN_CONFIG, merged=True) == (
+    assert method_line(typed(RUN_CONFIG), merged=True) == (
         "LoRA rank 8, alpha 16, targets all-linear (sft); merged into the base weights"
     )
     dora = {
@@ -54,10 +63,14 @@ def test_method_line() -> None:
             "lora": {"rank": 4, "alpha": 8, "targets": ["q_proj"], "use_dora": True},
         }
     }
-    assert method_line(dora, merged=False).startswith("DoRA rank 4, alpha 8, targets ['q_proj']")
-    assert method_line({"method": {"type": "full"}}, merged=True) == "full fine-tuning (sft)"
+    assert method_line(typed(dora), merged=False).startswith(
+        "DoRA rank 4, alpha 8, targets ['q_proj']"
+    )
+    assert method_line(typed({"method": {"type": "full"}}), merged=True) == (
+        "full fine-tuning (sft)"
+    )
     pretrain = {"method": {"type": "lora", "stage": "vlm_pretrain"}}
-    assert method_line(pretrain, merged=False) == "projector only (vlm_pretrain)"
+    assert method_line(typed(pretrain), merged=False) == "projector only (vlm_pretrain)"
 
 
 def test_card_lists_base_data_and_metrics(tmp_path: Path) -> None:
