@@ -497,6 +497,7 @@ class JudgeSpec(Section):
     retries: int = Field(3, ge=0, description="Retries on 5xx, 429, timeouts, refused connections.")
     backoff: float = Field(1.0, ge=0, description="First retry delay in seconds (doubles).")
     timeout: float = Field(60.0, gt=0, description="Seconds per request.")
+    concurrency: int = Field(4, ge=1, description="Judge requests in flight at once.")
     cache: bool = Field(
         True, description="Reuse scores of identical requests from an on-disk cache."
     )
