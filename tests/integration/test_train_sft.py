@@ -217,3 +217,41 @@ def test_a_tracker_that_is_not_installed_is_a_config_error(
     cfg = small_config(tmp_path, "lora", train={"report_to": ["wandb"]})
     with pytest.raises(ConfigError, match=r"train\.report_to: wandb is not installed"):
         sft.run(cfg, show_progress=False)
+
+
+def test_template_json_records_the_tokenizers_chatml_template(lora_run: sft.TrainResult) -> None:
+    import json
+
+    from tunesmith.runs import load_run
+
+    saved = json.loads((lora_run.run_dir / "template.json").read_text(encoding="utf-8"))
+    # The tiny tokenizer carries ChatML (model.template unset): ChatML's one end-of-turn string.
+    assert saved == {
+        "template": "tokenizer",
+        "stops": ["<|im_end|>"],
+        "system": None,
+        "default_system": None,
+    }
+    assert load_run(lora_run.run_dir).template.stops == ("<|im_end|>",)  # the runs contract
+
+
+def test_template_json_records_a_llama3_runs_stops_and_system(
+    tmp_path: Path, tiny_qwen2: Path
+) -> None:
+    import json
+
+    cfg = small_config(
+        tmp_path,
+        "lora",
+        model={"template": "llama3"},
+        data={"system": "Answer briefly."},
+        train={"max_steps": 2},
+    )
+    result = sft.run(cfg, show_progress=False)
+    saved = json.loads((result.run_dir / "template.json").read_text(encoding="utf-8"))
+    assert saved == {
+        "template": "llama3",
+        "stops": ["<|eot_id|>", "<|end_of_text|>"],
+        "system": "Answer briefly.",
+        "default_system": None,
+    }

@@ -27,7 +27,6 @@ reason in the report.
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from typing import Any
 
@@ -38,6 +37,7 @@ from tunesmith.data.collate import collate_padded
 from tunesmith.data.examples import PreparedData, load_source, new_report, split_and_mix
 from tunesmith.data.render import Rendered, Renderer, SkipSample
 from tunesmith.data.report import SourceReport
+from tunesmith.data.shard import shard
 from tunesmith.data.types import Conversation, KTOExample, Message, PreferencePair
 from tunesmith.errors import DataError
 
@@ -400,14 +400,14 @@ def make_pair_batches(
     ``example_weight`` 0 (it runs the forward pass collectives need, and adds no loss).
     """
     collate = collate_kto if samples and "completion" in samples[0] else collate_pairs
-    order = list(range(len(samples)))
-    random.Random(seed).shuffle(order)
-    global_size = batch_size * num_processes
+    units = [[i] for i in range(len(samples))]
     batches = []
-    for b in range(0, len(order), global_size):
-        mine = order[b : b + global_size][rank::num_processes]
+    for b, mine in enumerate(
+        shard(units, seed=seed, batch_size=batch_size, num_processes=num_processes, rank=rank)
+    ):
+        first = units[b * batch_size * num_processes][0]  # the global batch's first sample
         picked = (
-            [samples[i] for i in mine] if mine else [{**samples[order[b]], "example_weight": 0.0}]
+            [samples[u[0]] for u in mine] if mine else [{**samples[first], "example_weight": 0.0}]
         )
         batches.append(collate(picked, pad_token_id))
     return batches

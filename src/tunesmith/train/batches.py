@@ -6,7 +6,6 @@ Batches are collated once per epoch, before the first step, so the step never wa
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch
 
 from tunesmith.data.collate import VARLEN_KEYS, collate_packed, collate_padded, varlen_fields
 from tunesmith.data.packing import pack_best_fit_decreasing
+from tunesmith.data.shard import shard
 
 
 def make_batches(
@@ -44,18 +44,20 @@ def make_batches(
     ``static_rows`` pads every packed row to ``max_length`` (fixed shapes for ``torch.compile``);
     ``pin_memory`` pins the tensors for asynchronous copies to a GPU.
     """
-    rng = random.Random(seed)
     if packing:
         units = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
     else:
         units = [[i] for i in range(len(samples))]
-    rng.shuffle(units)
-    global_size = batch_size * num_processes
-    if group_by_length and not packing:
-        units = _grouped(units, [len(s["input_ids"]) for s in samples], global_size, rng)
+    lengths = [len(s["input_ids"]) for s in samples] if group_by_length and not packing else None
     batches = []
-    for b in range(0, len(units), global_size):
-        mine = units[b : b + global_size][rank::num_processes]
+    for mine in shard(
+        units,
+        seed=seed,
+        batch_size=batch_size,
+        num_processes=num_processes,
+        rank=rank,
+        lengths=lengths,
+    ):
         no_loss = not mine  # fewer units than processes: a batch that adds no loss
         picked = (
             [[_masked(samples[units[0][0]])]]
@@ -73,24 +75,6 @@ def make_batches(
             for b in batches
         ]
     return batches
-
-
-GROUP_WINDOW = 32
-"""Global batches per window of length grouping (as HF's megabatches: large enough to find
-similar lengths, small enough to keep the order random)."""
-
-
-def _grouped(
-    units: list[list[int]], lengths: list[int], global_size: int, rng: random.Random
-) -> list[list[int]]:
-    window = global_size * GROUP_WINDOW
-    ordered: list[list[int]] = []
-    for w in range(0, len(units), window):
-        ordered += sorted(units[w : w + window], key=lambda u: -lengths[u[0]])
-    groups = [ordered[b : b + global_size] for b in range(0, len(ordered), global_size)]
-    last = groups.pop() if groups and len(groups[-1]) < global_size else None
-    rng.shuffle(groups)  # the short last batch stays last
-    return [u for g in [*groups, *([last] if last else [])] for u in g]
 
 
 def _masked(sample: dict[str, Any]) -> dict[str, Any]:

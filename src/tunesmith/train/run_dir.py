@@ -37,6 +37,7 @@ RUN_FILES = (
     "model",
     "adapter",
     "train_summary.json",
+    "template.json",
     "identity_eval.json",
     "trackers",
     "checkpoints",

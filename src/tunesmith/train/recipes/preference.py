@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from tunesmith.config.load import check_stage_settings
 from tunesmith.config.schema import RunConfig
@@ -37,18 +34,7 @@ from tunesmith.train.pref_step import (
     preference_step,
     reference_cache_key,
 )
-from tunesmith.train.recipes.sft import (
-    TrainResult,
-    build_renderer,
-    enable_activation_checkpointing,
-    gathered_state_dict,
-    make_accelerator,
-    make_optimizer,
-    make_scheduler,
-    resume,
-    save_result,
-    seed_everything,
-)
+from tunesmith.train.session import Session, TrainResult
 
 
 def reference_mode(cfg: RunConfig) -> str:
@@ -93,61 +79,31 @@ def plot_rewards(records: list[dict[str, Any]], out: Path) -> Path | None:
 # ---- the recipe -------------------------------------------------------------------------------
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Preference-tune according to ``cfg`` (``method.stage``: dpo, orpo, simpo or kto)."""
-
-    from tunesmith.data.engine import write_report
-    from tunesmith.data.pairs import make_pair_batches, prepare_pairs
+    from tunesmith.data.pairs import make_pair_batches
     from tunesmith.model.adapters import apply_method, param_report
-    from tunesmith.model.loader import load_model, tokenizer_for
-    from tunesmith.train.batches import steps_per_epoch
-    from tunesmith.train.loop import Loop
-    from tunesmith.train.run_dir import open_run
+    from tunesmith.model.loader import tokenizer_for
 
-    say = console.print if console is not None else print
-    t_start = time.perf_counter()
-    tc, stage = cfg.train, cfg.method.stage
     check_stage_settings(cfg)  # the schema's rules (load_config ran them)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    ckpt, run_dir = open_run(cfg, say)
-    seed_everything(tc.seed)
-    accelerator = make_accelerator(cfg, run_dir, say)
-    say = say if accelerator.is_main_process else (lambda *a, **k: None)
+    session = Session.start(cfg, console)
+    tc, stage, accelerator = cfg.train, cfg.method.stage, session.accelerator
 
     # 1. Tokenizer, template, pairs (prompt once, labels on the replies only).
     tokenizer = tokenizer_for(cfg.model)  # errors name model.tokenizer or model.name
-    renderer = build_renderer(cfg, tokenizer)
-    with accelerator.main_process_first():
-        data = prepare_pairs(cfg.data, renderer, stage=stage)
-    if accelerator.is_main_process:
-        write_report(data.report, run_dir)
-    unit = "examples" if stage == "kto" else "pairs"
-    say(
-        f"data: {data.report.samples} {unit}, {data.report.trained_tokens:,} trained tokens — "
-        f"see {run_dir / 'data_report.md'}"
-    )
-    for line in data.report.warnings():  # sources cut or dropped by more than 1 %
-        say(line)
+    renderer = session.renderer(tokenizer)
+    data = session.data(renderer, stage)
 
     # 2. Model, what trains, and the reference.
-    model = load_model(
-        cfg.model.name,
-        dtype=cfg.model.dtype,
-        attn_implementation=cfg.model.attn_implementation,
-        trust_remote_code=cfg.model.trust_remote_code,
-        revision=cfg.model.revision,
-        quant=cfg.method.quant if cfg.method.type == "qlora" else None,
-    )
-    model.config.use_cache = False
-    if tc.gradient_checkpointing:
-        enable_activation_checkpointing(model)
+    model = session.load_model()
     ref_mode = reference_mode(cfg)
     frozen = None
     if ref_mode == "copy":  # full / freeze tuning: a frozen copy of the starting weights
         frozen = copy.deepcopy(model).eval().requires_grad_(False)
     model = apply_method(model, cfg.method)
-    say(f"method: {stage} with {cfg.method.type}; {param_report(model)}; reference: {ref_mode}")
+    session.say(
+        f"method: {stage} with {cfg.method.type}; {param_report(model)}; reference: {ref_mode}"
+    )
 
-    # 3. Batches, schedule, optimiser.
+    # 3. Batches, schedule, optimiser, the reference; resume as SFT.
     def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
         return make_pair_batches(
             samples,
@@ -158,95 +114,58 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
             rank=accelerator.process_index,
         )
 
+    def reference(prepared: Any) -> None:  # before any update (and before a checkpoint loads)
+        if frozen is not None:
+            frozen.to(accelerator.device)
+        if ref_mode == "precomputed":
+            everything = data.train + data.val
+            with accelerator.main_process_first():
+                status = precompute_reference(
+                    prepared,
+                    accelerator,
+                    everything,
+                    pad_token_id=tokenizer.pad_token_id,
+                    batch_size=tc.batch_size,
+                    cache_key=reference_cache_key(cfg, everything),
+                )
+            unit = "examples" if stage == "kto" else "pairs"
+            n = len(everything)
+            session.say(f"reference log-probs precomputed for {n} {unit} (cache: {status})")
+
+    # Collated after ``reference``: batches carry the precomputed log-probs of their samples.
     n_micro = math.ceil(len(data.train) / (tc.batch_size * accelerator.num_processes))
-    per_epoch = steps_per_epoch(n_micro, tc.grad_accum)
-    total_steps = tc.max_steps or max(1, math.ceil(per_epoch * tc.epochs))
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
-    if frozen is not None:
-        frozen.to(accelerator.device)
-    if ref_mode == "precomputed":  # before any update (and before a resumed checkpoint loads)
-        everything = data.train + data.val
-        with accelerator.main_process_first():
-            status = precompute_reference(
-                model,
-                accelerator,
-                everything,
-                pad_token_id=tokenizer.pad_token_id,
-                batch_size=tc.batch_size,
-                cache_key=reference_cache_key(cfg, everything),
-            )
-        say(f"reference log-probs precomputed for {len(everything)} {unit} (cache: {status})")
-    # Collated only now: batches carry the precomputed reference log-probs of their samples.
-    epochs: dict[int, list[dict[str, Any]]] = {0: batches_for(data.train, tc.seed)}
-
-    def batches_for_epoch(epoch: int) -> list[dict[str, Any]]:
-        if epoch not in epochs:
-            epochs.clear()
-            epochs[epoch] = batches_for(data.train, tc.seed + epoch)
-        return epochs[epoch]
-
-    val_batches = batches_for(data.val, 0) if data.val else []
-
-    # 4. Resume: as SFT (weights, optimiser, schedule, RNG, data position).
-    guard, state, stream = resume(
-        cfg,
-        ckpt,
-        accelerator,
+    opt = session.optimise(
         model,
-        optimizer,
-        scheduler,
-        batches_for_epoch,
-        len(epochs[0]),
-        say,
+        batches_for,
+        data.train,
+        data.val,
+        micro_per_epoch=n_micro,
+        after_prepare=reference,
         extra_guard={"stage": stage},
     )
 
-    from tunesmith.train.callbacks import SampleGenerations
-
-    sampler = SampleGenerations(
-        cfg.eval.prompts,
-        run_dir / "samples.jsonl",
-        max_new_tokens=cfg.eval.max_new_tokens,
-        system=cfg.data.system,
-        show=say,
-    )
-    scorer = Scorer(cfg, accelerator, model, ref_mode, frozen)
-    loop = Loop(
-        cfg,
-        accelerator,
-        model,
-        optimizer,
-        scheduler,
-        run_dir,
-        val_batches,
-        guard,
-        step_fn=lambda micro: preference_step(
-            scorer, optimizer, scheduler, micro, tc.max_grad_norm
-        ),
-        eval_fn=(lambda: evaluate_preference(scorer, val_batches)) if val_batches else None,
-        sampler=sampler if cfg.eval.prompts else None,
+    # 4. The loop with the preference step, then save in standard formats.
+    scorer = Scorer(cfg, accelerator, opt.model, ref_mode, frozen)
+    val = opt.val_batches
+    loop = session.train(
+        opt,
         tokenizer=tokenizer,
+        step_fn=lambda micro: preference_step(
+            scorer, opt.optimizer, opt.scheduler, micro, tc.max_grad_norm
+        ),
+        eval_fn=(lambda: evaluate_preference(scorer, val)) if val else None,
+        show_progress=show_progress,
     )
-    loop.run(stream, state, total_steps, show_progress=show_progress, t_start=t_start)
+    return session.finish(loop, opt.model, tokenizer, renderer, summary=reward_summary(session))
 
-    # 5. Save in standard formats.
-    accelerator.wait_for_everyone()
-    loop.finish(time.perf_counter() - t_start)
-    # The mixed-precision forward wrapper goes: the returned model runs in its own dtype.
-    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    state_dict = gathered_state_dict(accelerator, model)
-    if accelerator.is_main_process:
-        save_result(unwrapped, tokenizer, cfg, run_dir, state_dict=state_dict)
+
+def reward_summary(session: Session) -> Any:
+    """The summary line's reward margin, after plotting ``rewards.png``."""
+
+    def summary(loop: Any) -> str:
         records = loop.log.read()
-        plot_rewards(records, run_dir / "rewards.png")
+        plot_rewards(records, session.run_dir / "rewards.png")
         last = next((r for r in reversed(records) if "rewards/margins" in r), {})
-        word = "stopped" if loop.interrupted else "done"
-        say(
-            f"{word}: loss {loop.first_loss:.3f} -> {loop.last_loss:.3f} at step {loop.step}"
-            + (f", reward margin {last['rewards/margins']:.3f}" if last else "")
-            + f", {time.perf_counter() - t_start:.1f} s; saved to {run_dir}"
-        )
-    return TrainResult(run_dir, unwrapped, tokenizer, loop.first_loss, loop.last_loss, loop.step)
+        return f", reward margin {last['rewards/margins']:.3f}" if last else ""
+
+    return summary

@@ -16,11 +16,8 @@ placeholders expanded into the tower's image tokens before truncation, and batch
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, overload
@@ -28,17 +25,7 @@ from typing import Any, overload
 from tunesmith.config.load import check_stage_settings
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
-from tunesmith.train.recipes.sft import (
-    TrainResult,
-    build_renderer,
-    enable_activation_checkpointing,
-    gathered_state_dict,
-    make_accelerator,
-    make_optimizer,
-    make_scheduler,
-    resume,
-    seed_everything,
-)
+from tunesmith.train.session import Session, TrainResult
 
 STAGES = ("vlm_pretrain", "vlm_sft")
 
@@ -46,9 +33,10 @@ STAGES = ("vlm_pretrain", "vlm_sft")
 class VLMBatches(Sequence[dict[str, Any]]):
     """One epoch of collated micro-batches whose images are loaded when a batch is taken.
 
-    The grouping is ``batches.make_batches``'s: packed rows (or single samples) in a seeded order,
-    ``batch_size * num_processes`` units per global micro-batch, every ``num_processes``-th unit
-    of it for this process.
+    The order and sharding are ``data/shard.shard``'s, as for text batches: packed rows (or single
+    samples, grouped by length with ``group_by_length``) in a seeded order, ``batch_size *
+    num_processes`` units per global micro-batch, every ``num_processes``-th unit of it for this
+    process.
     """
 
     def __init__(
@@ -64,8 +52,10 @@ class VLMBatches(Sequence[dict[str, Any]]):
         allow_remote: bool = False,
         num_processes: int = 1,
         rank: int = 0,
+        group_by_length: bool = False,
     ) -> None:
         from tunesmith.data.packing import pack_best_fit_decreasing
+        from tunesmith.data.shard import shard
 
         self.samples, self.packing, self.pad = samples, packing, pad_token_id
         self.image_processor, self.allow_remote = image_processor, allow_remote
@@ -73,12 +63,19 @@ class VLMBatches(Sequence[dict[str, Any]]):
             units = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
         else:
             units = [[i] for i in range(len(samples))]
-        random.Random(seed).shuffle(units)
-        size = batch_size * num_processes
+        lengths = (
+            [len(s["input_ids"]) for s in samples] if group_by_length and not packing else None
+        )
         self.groups: list[list[list[int]]] = []
         self.no_loss: list[bool] = []
-        for b in range(0, len(units), size):
-            mine = units[b : b + size][rank::num_processes]
+        for mine in shard(
+            units,
+            seed=seed,
+            batch_size=batch_size,
+            num_processes=num_processes,
+            rank=rank,
+            lengths=lengths,
+        ):
             self.no_loss.append(not mine)  # fewer units than processes: a batch with no loss
             self.groups.append(mine or [units[0]])
 
@@ -119,9 +116,6 @@ def check_stage(cfg: RunConfig) -> None:
 
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Train one vlm stage according to ``cfg``."""
-    import torch
-
-    from tunesmith.data.engine import prepare, write_report
     from tunesmith.model.adapters import param_report
     from tunesmith.model.multimodal import (
         IMAGE_TOKEN,
@@ -129,22 +123,13 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         image_seq_length,
         load_llava_for_training,
     )
-    from tunesmith.train.batches import steps_per_epoch
-    from tunesmith.train.loop import Loop
-    from tunesmith.train.run_dir import open_run
+    from tunesmith.train.session import enable_activation_checkpointing, seed_everything
 
     check_stage(cfg)
-    say = console.print if console is not None else print
-    t_start = time.perf_counter()
-    tc, stage = cfg.train, cfg.method.stage
+    session = Session.start(cfg, console)
+    tc, stage, accelerator = cfg.train, cfg.method.stage, session.accelerator
     vision = cfg.model.vision
     allow_remote = bool(vision and vision.allow_remote_images)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    ckpt, run_dir = open_run(cfg, say)
-    seed_everything(tc.seed)
-    accelerator = make_accelerator(cfg, run_dir, say)
-    say = say if accelerator.is_main_process else (lambda *a, **k: None)
 
     # 1. Model and processor (composed, built-in, a LLaVA checkpoint or the previous stage).
     model, processor, source = load_llava_for_training(cfg.model)
@@ -152,24 +137,17 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     tokenizer = processor.tokenizer
     if tokenizer.pad_token is None:  # as load_tokenizer does for text models
         tokenizer.pad_token = tokenizer.eos_token
-    say(f"model: {source} ({image_seq_length(processor)} tokens per image)")
+    session.say(f"model: {source} ({image_seq_length(processor)} tokens per image)")
 
     # 2. Data: <image> becomes the tower's image tokens before the length policy applies.
-    renderer = build_renderer(cfg, tokenizer)
-    processor.chat_template = renderer.chat_template  # saved: inference uses the same template
-    renderer.options.image_token = IMAGE_TOKEN
-    renderer.options.image_seq_length = image_seq_length(processor)
-    renderer.options.allow_remote_images = allow_remote
-    with accelerator.main_process_first():
-        data = prepare(cfg.data, renderer, stage="sft")
-    if accelerator.is_main_process:
-        write_report(data.report, run_dir)
-    say(
-        f"data: {data.report.samples} samples, {data.report.trained_tokens:,} trained tokens "
-        f"from {len(data.report.sources)} source(s) — see {run_dir / 'data_report.md'}"
+    renderer = session.renderer(
+        tokenizer,
+        image_token=IMAGE_TOKEN,
+        image_seq_length=image_seq_length(processor),
+        allow_remote_images=allow_remote,
     )
-    for line in data.report.warnings():  # sources cut or dropped by more than 1 %
-        say(line)
+    processor.chat_template = renderer.chat_template  # saved: inference uses the same template
+    data = session.data(renderer, "sft")
 
     # 3. What trains.
     model.config.use_cache = False  # a KV cache would break packed-sequence isolation
@@ -177,9 +155,9 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     if tc.gradient_checkpointing:
         enable_activation_checkpointing(model)
     model = apply_vlm_method(model, stage, cfg.method, vision)
-    say(f"stage {stage}: {param_report(model)}")
+    session.say(f"stage {stage}: {param_report(model)}")
 
-    # 4. Batches, schedule, optimiser.
+    # 4. Batches (images load when a batch is used), schedule, optimiser, resume.
     def batches_for(samples: list[dict[str, Any]], seed: int) -> VLMBatches:
         return VLMBatches(
             samples,
@@ -192,42 +170,23 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
             allow_remote=allow_remote,
             num_processes=accelerator.num_processes,
             rank=accelerator.process_index,
+            group_by_length=cfg.data.group_by_length,
         )
 
-    epoch0 = batches_for(data.train, tc.seed)
+    opt = session.optimise(model, batches_for, data.train, data.val)
 
-    def batches_for_epoch(epoch: int) -> VLMBatches:
-        return epoch0 if epoch == 0 else batches_for(data.train, tc.seed + epoch)
-
-    per_epoch = steps_per_epoch(len(epoch0), tc.grad_accum)
-    total_steps = tc.max_steps or max(1, math.ceil(per_epoch * tc.epochs))
-    val_batches = list(batches_for(data.val, 0)) if data.val else []
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
-
-    # 5. Resume, then the shared loop (its default step passes pixel_values through).
-    guard, state, stream = resume(
-        cfg, ckpt, accelerator, model, optimizer, scheduler, batches_for_epoch, len(epoch0), say
+    # 5. The shared loop (its default step passes pixel_values through), then save in standard
+    # formats: stock transformers (+ peft for an adapter) reload them.
+    loop = session.train(opt, show_progress=show_progress)
+    return session.finish(
+        loop,
+        opt.model,
+        tokenizer,
+        renderer,
+        save=lambda unwrapped, state_dict: save_vlm(
+            unwrapped, processor, session.run_dir, state_dict=state_dict
+        ),
     )
-    loop = Loop(cfg, accelerator, model, optimizer, scheduler, run_dir, val_batches, guard)
-    loop.run(stream, state, total_steps, show_progress=show_progress, t_start=t_start)
-
-    # 6. Save in standard formats: stock transformers (+ peft for an adapter) reload them.
-    accelerator.wait_for_everyone()
-    loop.finish(time.perf_counter() - t_start)
-    # The mixed-precision forward wrapper goes: the returned model runs in its own dtype.
-    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    state_dict = gathered_state_dict(accelerator, model)
-    if accelerator.is_main_process:
-        save_vlm(unwrapped, processor, run_dir, state_dict=state_dict)
-        word = "stopped" if loop.interrupted else "done"
-        say(
-            f"{word}: loss {loop.first_loss:.3f} -> {loop.last_loss:.3f} at step {loop.step}, "
-            f"{time.perf_counter() - t_start:.1f} s; saved to {run_dir}"
-        )
-    return TrainResult(run_dir, unwrapped, tokenizer, loop.first_loss, loop.last_loss, loop.step)
 
 
 def save_vlm(
@@ -239,12 +198,12 @@ def save_vlm(
     """
     is_peft = hasattr(model, "get_base_model")
     target = run_dir / ("adapter" if is_peft else "model")
-    tmp = run_dir / f".{target.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     base = model.get_base_model() if is_peft else model
     base.config.use_cache = True  # training turned it off; inference wants it back
     base.config.text_config.use_cache = True
+    tmp = run_dir / f".{target.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
     model.save_pretrained(tmp, **({} if state_dict is None else {"state_dict": state_dict}))
     processor.save_pretrained(tmp)
     if target.exists():

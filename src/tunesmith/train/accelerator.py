@@ -1,0 +1,91 @@
+"""The run's ``Accelerator``: precision, device and experiment trackers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config.schema import RunConfig
+from tunesmith.errors import ConfigError
+from tunesmith.train.precision import (
+    DEFAULT_DIMS,
+    choose_precision,
+    cpu_bf16_speedup,
+    model_dims,
+)
+
+TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
+    """The run's Accelerator: precision, device, and the trackers of ``train.report_to``.
+
+    Trackers log under ``<run_dir>/trackers`` (tensorboard) or wherever the tracker's own
+    environment points (wandb, mlflow); a tracker that is not installed is a config error.
+    """
+    import importlib.util
+
+    import torch
+    from accelerate import Accelerator
+
+    trackers = list(cfg.train.report_to)
+    for name in trackers:
+        if importlib.util.find_spec(TRACKER_MODULES[name]) is None:
+            raise ConfigError(
+                f"train.report_to: {name} is not installed; pip install {name}, or remove it"
+            )
+    dims = None
+    if cfg.train.precision == "auto" and not torch.cuda.is_available():
+        dims = model_dims(cfg.model.name)
+    mixed_precision = choose_precision(cfg.train.precision, dims)
+    allow_precision(mixed_precision)
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision,
+        cpu=not torch.cuda.is_available(),
+        log_with=trackers or None,
+        project_dir=str(run_dir / "trackers") if trackers else None,
+    )
+    if trackers:
+        accelerator.init_trackers(cfg.output.name, config=flat_hparams(cfg))
+    if say is not None and cfg.train.precision == "auto" and accelerator.is_main_process:
+        where = "CUDA" if torch.cuda.is_available() else "this CPU"
+        note = ""
+        if not torch.cuda.is_available() and accelerator.num_processes > 1:
+            note = "; several processes take fp32 unmeasured"
+        elif not torch.cuda.is_available():
+            speedup = cpu_bf16_speedup(*(dims or DEFAULT_DIMS))  # cached: no second measurement
+            note = f"; a bf16 training step measures {speedup:.2f}x fp32"
+        chosen = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+        say(f"precision auto -> {chosen} on {where}{note}")
+    return accelerator
+
+
+def allow_precision(mixed_precision: str) -> None:
+    """Let a later run in the same Python process (a notebook, a test session) change precision.
+
+    Accelerate keeps one process-wide state and refuses an ``Accelerator`` whose precision differs
+    from the first one's. Only its precision part is cleared here (Accelerate's own reset, which
+    its tests use); the process group and device (``PartialState``) stay as they are.
+    """
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
+def flat_hparams(cfg: RunConfig) -> dict[str, Any]:
+    """The config as ``{"train.lr": 2e-4, ...}`` with scalar values only (what trackers take)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif isinstance(value, (bool, int, float, str)):
+            out[prefix] = value
+        elif value is not None:
+            out[prefix] = str(value)
+
+    walk("", cfg.model_dump(mode="json"))
+    return out
