@@ -13,9 +13,11 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,7 @@ class JudgeClient:
         self.sleep = sleep
         self.requests = 0
         self.retried = 0
+        self._lock = threading.Lock()  # counters shared by concurrent requests
 
     def ask(self, prompt: str) -> str:
         """The judge's reply to one user message (greedy).
@@ -153,9 +156,11 @@ class JudgeClient:
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
-                self.retried += 1
+                with self._lock:
+                    self.retried += 1
                 self.sleep(self.backoff * 2 ** (attempt - 1))
-            self.requests += 1
+            with self._lock:
+                self.requests += 1
             request = urllib.request.Request(self.endpoint, data=data, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -267,7 +272,7 @@ class Judge(Task):
             max_tokens=spec.judge_max_tokens,
         )
         cache = JudgeCache(Path(spec.cache_dir) if spec.cache_dir else default_cache_dir())
-        rows, scores, cached = [], [], 0
+        prompts, keys, replies = [], [], []
         for it, answer in zip(items, answers):
             prompt = fill(
                 rubric,
@@ -278,13 +283,20 @@ class Judge(Task):
                 max_score=_num(spec.max_score),
             )
             key = cache_key(spec.model, prompt, it["prompt"], answer, it["reference"])
-            reply = cache.get(key) if spec.cache else None
-            hit = reply is not None
-            if reply is None:
-                reply = client.ask(prompt)
+            prompts.append(prompt)
+            keys.append(key)
+            replies.append(cache.get(key) if spec.cache else None)
+        hits = [r is not None for r in replies]
+        missing = [i for i, r in enumerate(replies) if r is None]
+        # Requests in flight together (threads: the time is spent waiting on the network).
+        with ThreadPoolExecutor(max_workers=min(spec.concurrency, max(len(missing), 1))) as pool:
+            for i, reply in zip(missing, pool.map(client.ask, [prompts[i] for i in missing])):
+                replies[i] = reply
                 if spec.cache:
-                    cache.put(key, reply)
-            cached += hit
+                    cache.put(keys[i], reply)
+        rows, scores = [], []
+        for it, answer, reply, hit in zip(items, answers, replies, hits):
+            assert reply is not None
             score = parse_score(reply, spec.min_score, spec.max_score)
             if score is not None:
                 scores.append(score)
@@ -297,6 +309,7 @@ class Judge(Task):
                     "cached": hit,
                 }
             )
+        cached = sum(hits)
         n = len(rows)
         metrics: dict[str, float] = {"unparsed_rate": (n - len(scores)) / n if n else 0.0}
         if scores:

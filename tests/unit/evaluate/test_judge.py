@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +26,9 @@ class FakeJudge:
         self.requests: list[dict[str, Any]] = []
         self.fail: list[int] = []  # status codes returned (in order) before answering
         self.reply = lambda prompt: "Fine. Score: 7"
+        self.delay = 0.0
+        self.inflight = self.most_inflight = 0
+        lock = threading.Lock()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +42,12 @@ class FakeJudge:
                     self.end_headers()
                     self.wfile.write(b'{"error": "nope"}')
                     return
+                with lock:
+                    owner.inflight += 1
+                    owner.most_inflight = max(owner.most_inflight, owner.inflight)
+                time.sleep(owner.delay)
+                with lock:
+                    owner.inflight -= 1
                 text = owner.reply(body["messages"][-1]["content"])
                 out = {"choices": [{"message": {"role": "assistant", "content": text}}]}
                 data = json.dumps(out).encode()
@@ -197,3 +208,17 @@ def test_judge_spec_in_eval_config() -> None:
     assert isinstance(cfg.tasks[0], JudgeSpec) and cfg.tasks[0].cache
     with pytest.raises(ValueError, match="min_score must be below max_score"):
         JudgeSpec(data="q", url="u", model="m", min_score=5, max_score=5)
+
+
+def test_concurrent_requests_keep_order(judge: FakeJudge, tmp_path: Path, fake_ctx: Any) -> None:
+    data = write_jsonl(tmp_path / "many.jsonl", [{"question": f"q{i}?"} for i in range(6)])
+    judge.delay = 0.2
+    number = re.compile(r"q(\d)\?")
+    judge.reply = lambda prompt: "Score: " + str(int(number.findall(prompt)[-1]) + 1)
+    spec = JudgeSpec(
+        data=str(data), url=judge.url, model="big", concurrency=3, cache=False, backoff=0
+    )
+    result = Judge(spec).run(fake_ctx(lambda p: "a"))
+    assert [r["score"] for r in result.rows] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert judge.most_inflight == 3
+    assert result.details["requests"] == 6
