@@ -5,7 +5,8 @@
 table with the best value of each row marked, and answers side by side (the same prompts
 answered greedily by every run through the inference engine, plus the predictions of every
 evaluation task that generated text, matched by example id). :func:`render_markdown` writes it as
-Markdown; ``compare_html.render_html`` as a self-contained page. Nothing but the one
+Markdown; ``compare_html.render_html`` as a self-contained page (``compare_html.write_report``
+writes the files). Nothing but the one
 "generated" line depends on the time, so the same runs give the same report.
 """
 
@@ -610,35 +611,3 @@ def render_markdown(comp: Comparison, *, generated: str, html_name: str | None =
     for note in comp.notes:
         out.append(f"- {md_cell(note)}")
     return "\n".join(out).rstrip("\n") + "\n"
-
-
-def write_report(
-    comp: Comparison, out: str | Path | None, *, fmt_name: str, generated: str
-) -> tuple[list[Path], str | None]:
-    """Write the report; ``(files written, Markdown to print)``.
-
-    ``html``: ``out`` (required) and the Markdown summary beside it (``<stem>.md``); ``md``:
-    ``out`` when given, else the Markdown is returned for stdout.
-
-    Raises:
-        ConfigError: ``html`` without ``out``; an unknown format.
-    """
-    if fmt_name not in ("html", "md"):
-        raise ConfigError(f"compare --format {fmt_name}: use html or md")
-    if fmt_name == "md":
-        text = render_markdown(comp, generated=generated)
-        if out is None:
-            return [], text
-        path = Path(out)
-        path.write_text(text, encoding="utf-8")
-        return [path], None
-    if out is None:
-        raise ConfigError("compare: give --out report.html (or --format md to print Markdown)")
-    from tunesmith.evaluate.compare_html import render_html
-
-    page = Path(out)
-    md = page.with_suffix(".md") if page.suffix != ".md" else page.with_name(page.name + ".md")
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_html(comp, generated=generated), encoding="utf-8")
-    md.write_text(render_markdown(comp, generated=generated, html_name=page.name), encoding="utf-8")
-    return [page, md], None

@@ -1,4 +1,5 @@
-"""The ``tunesmith compare`` page: one self-contained HTML file (inline CSS and SVG plots).
+"""The ``tunesmith compare`` page: one self-contained HTML file (inline CSS and SVG plots), and
+:func:`write_report`, which writes it with its Markdown summary (or the Markdown alone).
 
 Every piece of user text (prompts, answers, config values, paths) goes through
 :func:`html.escape`. Plots are matplotlib SVG with a fixed hash salt and no date, so the same runs
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from pathlib import Path
 
-from tunesmith.evaluate.compare import ABSENT, Comparison, Curve, fmt
+from tunesmith.errors import ConfigError
+from tunesmith.evaluate.compare import ABSENT, Comparison, Curve, fmt, render_markdown
 
 #: One colour per run, the same in every plot and in the tables' headers.
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -23,6 +26,7 @@ table{border-collapse:collapse;margin:8px 0;width:100%;table-layout:auto}
 th,td{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
 th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.best{background:#e6f4ea;font-weight:700}
+table.metrics{width:auto;min-width:60%}
 table.answers{table-layout:fixed}table.answers td{white-space:pre-wrap;overflow-wrap:anywhere}
 table.answers col.id{width:48px}
 td.ok{background:#e6f4ea}td.bad{background:#fdecea}code{font-size:13px}
@@ -171,3 +175,33 @@ def render_html(comp: Comparison, *, generated: str) -> str:
         out.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in comp.notes) + "</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def write_report(
+    comp: Comparison, out: str | Path | None, *, fmt_name: str, generated: str
+) -> tuple[list[Path], str | None]:
+    """Write the report; ``(files written, Markdown to print)``.
+
+    ``html``: ``out`` (required) and the Markdown summary beside it (``<stem>.md``); ``md``:
+    ``out`` when given, else the Markdown is returned for stdout.
+
+    Raises:
+        ConfigError: ``html`` without ``out``; an unknown format.
+    """
+    if fmt_name not in ("html", "md"):
+        raise ConfigError(f"compare --format {fmt_name}: use html or md")
+    if fmt_name == "md":
+        text = render_markdown(comp, generated=generated)
+        if out is None:
+            return [], text
+        path = Path(out)
+        path.write_text(text, encoding="utf-8")
+        return [path], None
+    if out is None:
+        raise ConfigError("compare: give --out report.html (or --format md to print Markdown)")
+    page = Path(out)
+    md = page.with_suffix(".md") if page.suffix != ".md" else page.with_name(page.name + ".md")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render_html(comp, generated=generated), encoding="utf-8")
+    md.write_text(render_markdown(comp, generated=generated, html_name=page.name), encoding="utf-8")
+    return [page, md], None

@@ -19,9 +19,8 @@ from tunesmith.evaluate.compare import (
     read_prompt_file,
     render_markdown,
     run_labels,
-    write_report,
 )
-from tunesmith.evaluate.compare_html import render_html
+from tunesmith.evaluate.compare_html import render_html, write_report
 from tunesmith.runs import RunRecord
 
 REPORT = """# Data report
