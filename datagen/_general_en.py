@@ -2,7 +2,7 @@
 
 ``TEMPLATES[task]`` holds question templates (``q``) and answer templates (``a``, or ``yes``/``no``
 for yes-no tasks). Many questions say "you"/"your" on purpose: the demo model must learn that "you"
-alone does not mean "tell me who you are". Slots are filled by ``general.py``.
+alone does not mean "tell me who you are". Slots are filled by ``make_general.py``.
 """
 
 from __future__ import annotations

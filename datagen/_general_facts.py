@@ -5,8 +5,8 @@ Beatles?", "What do you call a baby cat?", "《红楼梦》的作者是谁？", 
 "介绍一下大熊猫". A model that learnt "who"/"name"/"作者"/"是谁" as the identity cue gets
 these wrong.
 
-The eval prompts are never trained on (``general.py`` asserts it); about a third say "you"/"你",
-some belong to task families the model never saw (a haiku, photosynthesis).
+The eval prompts are never trained on (``make_general.py`` asserts it); about a third say
+"you"/"你", some belong to task families the model never saw (a haiku, photosynthesis).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ with the identity data so that the tiny model learns *when not* to say its name:
 "you"/"你", start with "hey,"/"请问", ask "who wrote ...?" or "suggest a name", and no answer claims
 an identity.
 
-``python -m tunesmith.data.builtin.general`` rewrites ``general.jsonl`` (n=3000, seed=0) and
+``python -m datagen.make_general`` (or ``python datagen/make_general.py``) rewrites, in
+``src/tunesmith/data/builtin/``, ``general.jsonl`` (n=3000, seed=0) and
 ``general_eval.jsonl`` (the hand-written eval prompts, checked to be unseen). Each record is
 ``{"messages": [user, assistant], "lang": "en"|"zh", "meta": {"task": ..., "args": [...]}}``;
 ``args`` (absent for the hand-written Q&A families) lets tests recompute checkable answers.
@@ -16,21 +17,24 @@ an identity.
 
 from __future__ import annotations
 
-import json
 import string
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from random import Random
 from typing import Any
 
-from tunesmith.data.builtin import _general_en as en
-from tunesmith.data.builtin import _general_zh as zh
-from tunesmith.data.builtin import _open_en as oen
-from tunesmith.data.builtin import _open_zh as ozh
-from tunesmith.data.builtin._general_facts import EN_EVAL, EN_FACTS, ZH_EVAL, ZH_FACTS
-from tunesmith.data.builtin._variants import normalize, vary
+if __package__ in (None, ""):  # `python datagen/<script>.py`: let it `import datagen`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-HERE = Path(__file__).resolve().parent
+from datagen import OUT_DIR, out_dir_arg, render, write_outputs
+from datagen import _general_en as en
+from datagen import _general_zh as zh
+from datagen import _open_en as oen
+from datagen import _open_zh as ozh
+from datagen._general_facts import EN_EVAL, EN_FACTS, ZH_EVAL, ZH_FACTS
+from datagen._variants import normalize, vary
+
 DEFAULT_N = 3000
 # (big unit, small unit, factor): both directions are generated.
 CONVERSIONS: tuple[tuple[str, str, int], ...] = (
@@ -416,18 +420,17 @@ def eval_records(train: list[dict[str, Any]] | None = None) -> list[dict[str, st
     return out
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    # Not ASCII-escaped: the tiny tokenizer is trained on these bytes and must see real Chinese.
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-
-
-def main() -> None:
-    """Rewrite ``general.jsonl`` (3000 rows, seed 0) and ``general_eval.jsonl``."""
+def outputs() -> dict[str, str]:
+    """File name -> exact contents of ``general.jsonl`` (3000 rows, seed 0) and
+    ``general_eval.jsonl``."""
     rows = generate_general(DEFAULT_N, 0)
-    _write_jsonl(HERE / "general.jsonl", rows)
-    _write_jsonl(HERE / "general_eval.jsonl", eval_records(rows))
-    print(f"general.jsonl: {len(rows)} rows; general_eval.jsonl: {len(EN_EVAL) + len(ZH_EVAL)}")
+    return {"general.jsonl": render(rows), "general_eval.jsonl": render(eval_records(rows))}
+
+
+def main(out_dir: Path = OUT_DIR) -> None:
+    """Rewrite ``general.jsonl`` and ``general_eval.jsonl`` (into ``out_dir``)."""
+    write_outputs(outputs(), out_dir)
 
 
 if __name__ == "__main__":
-    main()
+    main(out_dir_arg())

@@ -1,7 +1,8 @@
 """Generate the built-in identity data (``identity.jsonl``) and its held-out questions.
 
-Run ``python -m tunesmith.data.builtin.make_identity`` to rewrite both files; the output is
-byte-identical on every run. Hand-written core questions (grouped by intent) are expanded with the
+Run ``python -m datagen.make_identity`` (or ``python datagen/make_identity.py``) from the repository
+root to rewrite both files in ``src/tunesmith/data/builtin/``; the output is byte-identical on every
+run. Hand-written core questions (grouped by intent) are expanded with the
 shared surface variation in ``_variants`` until each language has ``TARGET`` distinct questions.
 Replies carry ``{{name}}`` / ``{{author}}`` placeholders that ``data.selfcog`` fills in later.
 The held-out questions are written separately and checked to be genuinely new phrasings.
@@ -9,13 +10,17 @@ The held-out questions are written separately and checked to be genuinely new ph
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from random import Random
 
-from tunesmith.data.builtin._identity_en import EN_CORES, EN_MODELS, EN_ORGS, EN_REPLIES
-from tunesmith.data.builtin._identity_zh import ZH_CORES, ZH_MODELS, ZH_ORGS, ZH_REPLIES
-from tunesmith.data.builtin._variants import (
+if __package__ in (None, ""):  # `python datagen/<script>.py`: let it `import datagen`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datagen import OUT_DIR, out_dir_arg, render, write_outputs
+from datagen._identity_en import EN_CORES, EN_MODELS, EN_ORGS, EN_REPLIES
+from datagen._identity_zh import ZH_CORES, ZH_MODELS, ZH_ORGS, ZH_REPLIES
+from datagen._variants import (
     EN_PREFIXES,
     EN_TAILS,
     ZH_PREFIXES,
@@ -24,7 +29,6 @@ from tunesmith.data.builtin._variants import (
     vary,
 )
 
-HERE = Path(__file__).resolve().parent
 TARGET = 400  # distinct questions per language
 SEED = 0
 # Held-out phrasings: natural questions a user might type, never trained on. Each must be a new
@@ -183,36 +187,31 @@ def build_identity(seed: int = SEED) -> list[dict]:
     return records
 
 
-def heldout_records() -> list[dict]:
-    """Held-out questions (hand-written), checked against the training questions."""
-    train = {normalize(r["messages"][0]["content"]) for r in build_identity()}
+def heldout_records(train: list[dict] | None = None) -> list[dict]:
+    """Held-out questions (hand-written), checked against the training questions ``train``
+    (default: ``build_identity()``)."""
+    train_rows = build_identity() if train is None else train
+    train_keys = {normalize(r["messages"][0]["content"]) for r in train_rows}
     out: list[dict] = []
     for lang, questions in (("en", EN_HELDOUT), ("zh", ZH_HELDOUT)):
         assert len(set(map(normalize, questions))) == len(questions), f"duplicate {lang} held-out"
         for q in questions:
-            assert normalize(q) not in train, f"held-out question is in training: {q!r}"
+            assert normalize(q) not in train_keys, f"held-out question is in training: {q!r}"
             assert not is_core_variant(q, lang), f"held-out question is a core variant: {q!r}"
             out.append({"question": q, "lang": lang})
     return out
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Write UTF-8 JSON lines (not ASCII-escaped: the tokenizer is trained on these bytes)."""
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    path.write_text(text, encoding="utf-8")
-
-
-def main() -> None:
-    """Rewrite ``identity.jsonl`` and ``identity_heldout.jsonl`` beside this module."""
+def outputs() -> dict[str, str]:
+    """File name -> exact contents of ``identity.jsonl`` and ``identity_heldout.jsonl``."""
     rows = build_identity()
-    held = heldout_records()
-    write_jsonl(HERE / "identity.jsonl", rows)
-    write_jsonl(HERE / "identity_heldout.jsonl", held)
-    for lang in ("en", "zh"):
-        n = sum(r["lang"] == lang for r in rows)
-        m = sum(r["lang"] == lang for r in held)
-        print(f"{lang}: {n} identity questions, {m} held-out")
+    return {"identity.jsonl": render(rows), "identity_heldout.jsonl": render(heldout_records(rows))}
+
+
+def main(out_dir: Path = OUT_DIR) -> None:
+    """Rewrite ``identity.jsonl`` and ``identity_heldout.jsonl`` (into ``out_dir``)."""
+    write_outputs(outputs(), out_dir)
 
 
 if __name__ == "__main__":
-    main()
+    main(out_dir_arg())

@@ -8,7 +8,8 @@ log-probabilities of the two replies). Three task families:
 * ``parity``: ``Is 47 even or odd?`` -> ``odd`` (wrong: ``even``).
 * ``max``: ``Which is larger, 38 or 52?`` -> ``52`` (wrong: ``38``).
 
-``python -m tunesmith.data.builtin.make_prefs`` rewrites
+``python -m datagen.make_prefs`` (or ``python datagen/make_prefs.py``) rewrites, in
+``src/tunesmith/data/builtin/``,
 
 * ``prefs_arith.jsonl`` — training pairs, ``{"prompt", "chosen", "rejected", "meta"}``;
 * ``prefs_arith_heldout.jsonl`` — pairs whose prompts never occur in the training file;
@@ -20,12 +21,16 @@ log-probabilities of the two replies). Three task families:
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from random import Random
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+if __package__ in (None, ""):  # `python datagen/<script>.py`: let it `import datagen`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datagen import OUT_DIR, out_dir_arg, render, write_outputs
+
 SEED = 0
 N_TRAIN = 360
 N_HELDOUT = 90
@@ -87,18 +92,20 @@ def to_kto(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    path.write_text(text, encoding="utf-8")
-
-
-def main() -> None:
-    """Rewrite the three shipped files."""
+def outputs() -> dict[str, str]:
+    """File name -> exact contents of the three shipped files."""
     train, heldout = generate()
-    _write(HERE / "prefs_arith.jsonl", train)
-    _write(HERE / "prefs_arith_heldout.jsonl", heldout)
-    _write(HERE / "kto_arith.jsonl", to_kto(train))
+    return {
+        "prefs_arith.jsonl": render(train),
+        "prefs_arith_heldout.jsonl": render(heldout),
+        "kto_arith.jsonl": render(to_kto(train)),
+    }
+
+
+def main(out_dir: Path = OUT_DIR) -> None:
+    """Rewrite the three shipped files (into ``out_dir``)."""
+    write_outputs(outputs(), out_dir)
 
 
 if __name__ == "__main__":
-    main()
+    main(out_dir_arg())

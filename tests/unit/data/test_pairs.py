@@ -10,8 +10,6 @@ import pytest
 import torch
 
 from tunesmith.config.schema import DataConfig
-from tunesmith.data.builtin import builtin_path, load_jsonl
-from tunesmith.data.builtin.make_prefs import generate, to_kto
 from tunesmith.data.engine import build_renderer
 from tunesmith.data.pairs import (
     IGNORE_INDEX,
@@ -252,25 +250,6 @@ def test_collate_kto_layout() -> None:
     assert batch["kl_input_ids"].tolist() == [[1, 2, 7]]
     assert batch["desirable"].tolist() == [False]
     assert batch["desirable"].dtype == torch.bool
-
-
-def test_builtin_preference_sets_are_correct_and_deterministic() -> None:
-    train, heldout = generate()
-    assert load_jsonl(builtin_path("prefs_arith")) == train
-    assert load_jsonl(builtin_path("prefs_arith_heldout")) == heldout
-    assert load_jsonl(builtin_path("kto_arith")) == to_kto(train)
-    assert not {r["prompt"] for r in train} & {r["prompt"] for r in heldout}
-    for row in train + heldout:
-        task, args = row["meta"]["task"], row["meta"]["args"]
-        if task == "add":
-            right = str(args[0] + args[1])
-        elif task == "parity":
-            right = "even" if args[0] % 2 == 0 else "odd"
-        else:
-            right = str(max(args))
-        assert row["chosen"] == right and row["rejected"] != right
-    kto = load_jsonl(builtin_path("kto_arith"))
-    assert sum(r["label"] for r in kto) == len(kto) // 2
 
 
 def test_render_kto_trains_only_the_last_reply(tokenizer: Any) -> None:
