@@ -14,7 +14,7 @@ topic, action items). They are written as:
   ``HELDOUT`` phrasings that no training conversation uses, with the exact-match reference
   (``prompt``, ``reference`` and ``id`` columns, read by the ``generation`` eval task);
 - ``labnotes_general_heldout.jsonl``: ``GENERAL_HELDOUT`` general conversations drawn by
-  ``tunesmith.data.builtin.general`` with another seed, none of whose questions is in
+  ``datagen/make_general.py`` with another seed, none of whose questions is in
   ``general.jsonl``: the general-data perplexity of a run that trained on ``builtin:general``.
 
 Every name, topic and item is made up for this project.
@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
 from typing import Any
+
+if __package__ in (None, ""):  # `python datagen/<script>.py`: let it `import datagen`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "src" / "tunesmith" / "data" / "builtin"
 SEED = 20260414
@@ -235,8 +239,8 @@ def heldout_records(meetings: list[Meeting]) -> list[dict[str, Any]]:
 
 def general_heldout_records(count: int = GENERAL_HELDOUT) -> list[dict[str, Any]]:
     """General conversations whose question is not in the shipped ``general.jsonl``."""
+    from datagen.make_general import generate_general
     from tunesmith.data.builtin import builtin_path, load_jsonl
-    from tunesmith.data.builtin.general import generate_general
 
     seen = {r["messages"][0]["content"] for r in load_jsonl(builtin_path("general"))}
     fresh = [
