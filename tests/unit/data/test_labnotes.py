@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 
+import datagen.make_labnotes as gen
 import pytest
 
 import tunesmith
 from tunesmith.data.builtin import builtin_path, load_jsonl
 from tunesmith.evaluate.metrics import normalise
 
-ROOT = Path(__file__).resolve().parents[3]
 RECIPES = ("labnotes-notes-short", "labnotes-notes-long", "labnotes-mix-short", "labnotes-mix-long")
-
-
-def _load_generator() -> ModuleType:
-    # datagen/ is not installed: load the script by its path, as `python datagen/...` would.
-    path = ROOT / "datagen" / "make_labnotes.py"
-    spec = importlib.util.spec_from_file_location("make_labnotes_under_test", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building the class
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
 
 
 @pytest.fixture(scope="module")
