@@ -182,5 +182,7 @@ def test_real_tiny_run(tmp_path: Path, tiny_qwen2: Path) -> None:
     assert summary is not None
     assert (summary["steps"], summary["last_loss"]) == (2, result.last_loss)
     assert run.metrics()[-1]["loss"] == pytest.approx(result.last_loss, abs=1e-4)
+    # template.json, as the scaffold writes it: the tokenizer's own ChatML template
+    assert run.template == TemplateInfo("tokenizer", ("<|im_end|>",), None, None)
     report = run.data_report_text()
     assert report is not None and "builtin:general" in report
