@@ -139,6 +139,8 @@ ACCEPTED = [
     ("vlm_sft", ["method.type=lora", "model.vision.train_vision=lora"]),
     ("vlm_sft", ["method.type=full", "method.lora.init=pissa"]),  # no adapter: init unused
     ("vlm_sft", ["train.gradient_checkpointing=true", "data.loss_weights={'A:': 2}"]),
+    # vlm batches group by length as text batches do (data/shard.py)
+    ("vlm_sft", ["data.packing=false", "data.group_by_length=true"]),
 ]
 
 

@@ -142,3 +142,19 @@ def test_passes_train_exactly_what_the_whole_batch_trains(fp32_accelerator: Any)
     assert resolve_pass_tokens("auto", torch.device("cuda")) is None
     assert resolve_pass_tokens(512, torch.device("cuda")) == 512
     assert resolve_pass_tokens(None, torch.device("cpu")) is None
+
+
+def test_vlm_batches_group_by_length_as_text_batches_do() -> None:
+    from tunesmith.train.recipes.vlm import VLMBatches
+
+    # Lengths 1..8, two per batch, one window (64 units): sorted longest first, then the batches
+    # shuffled, so each batch holds two neighbours in length.
+    samples = [{"input_ids": [1] * n, "labels": [1] * n} for n in range(1, 9)]
+    kw = {"batch_size": 2, "max_length": 16, "packing": False, "pad_token_id": 0}
+    vlm = VLMBatches(samples, image_processor=None, seed=5, group_by_length=True, **kw)
+    pairs = sorted(sorted(len(samples[u[0]]["input_ids"]) for u in g) for g in vlm.groups)
+    assert pairs == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    text = make_batches(samples, seed=5, group_by_length=True, **kw)  # the same order
+    assert [[len(samples[u[0]]["input_ids"]) for u in g] for g in vlm.groups] == [
+        [int(n) for n in b["attention_mask"].sum(1)] for b in text
+    ]
