@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Any
 
 
 def shard(
@@ -57,3 +58,37 @@ def _grouped(
     last = groups.pop() if groups and len(groups[-1]) < global_size else None
     rng.shuffle(groups)  # the short last batch stays last
     return [u for g in [*groups, *([last] if last else [])] for u in g]
+
+
+def shard_samples(
+    samples: Sequence[dict[str, Any]],
+    *,
+    max_length: int,
+    packing: bool,
+    group_by_length: bool,
+    seed: int,
+    batch_size: int,
+    num_processes: int = 1,
+    rank: int = 0,
+) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Token samples as :func:`shard` units: packed best-fit-decreasing into rows of
+    ``max_length``, or one sample a unit (grouped by length with ``group_by_length``).
+
+    Returns ``(units in the epoch's order, this process's units of each micro-batch)``.
+    """
+    from tunesmith.data.packing import pack_best_fit_decreasing
+
+    if packing:
+        units = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
+    else:
+        units = [[i] for i in range(len(samples))]
+    lengths = [len(s["input_ids"]) for s in samples] if group_by_length and not packing else None
+    mine = shard(
+        units,
+        seed=seed,
+        batch_size=batch_size,
+        num_processes=num_processes,
+        rank=rank,
+        lengths=lengths,
+    )
+    return units, mine

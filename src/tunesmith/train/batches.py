@@ -12,8 +12,7 @@ from typing import Any
 import torch
 
 from tunesmith.data.collate import VARLEN_KEYS, collate_packed, collate_padded, varlen_fields
-from tunesmith.data.packing import pack_best_fit_decreasing
-from tunesmith.data.shard import shard
+from tunesmith.data.shard import shard_samples
 
 
 def make_batches(
@@ -44,20 +43,18 @@ def make_batches(
     ``static_rows`` pads every packed row to ``max_length`` (fixed shapes for ``torch.compile``);
     ``pin_memory`` pins the tensors for asynchronous copies to a GPU.
     """
-    if packing:
-        units = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
-    else:
-        units = [[i] for i in range(len(samples))]
-    lengths = [len(s["input_ids"]) for s in samples] if group_by_length and not packing else None
-    batches = []
-    for mine in shard(
-        units,
+    units, shards = shard_samples(
+        samples,
+        max_length=max_length,
+        packing=packing,
+        group_by_length=group_by_length,
         seed=seed,
         batch_size=batch_size,
         num_processes=num_processes,
         rank=rank,
-        lengths=lengths,
-    ):
+    )
+    batches = []
+    for mine in shards:
         no_loss = not mine  # fewer units than processes: a batch that adds no loss
         picked = (
             [[_masked(samples[units[0][0]])]]

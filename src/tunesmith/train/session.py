@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunesmith.atomic import replace_dir
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
 from tunesmith.train.accelerator import make_accelerator
@@ -382,9 +381,6 @@ def save_result(
     ``state_dict``: the weights gathered from a sharded run (see ``gathered_state_dict``).
     """
     target = run_dir / ("adapter" if cfg.method.type in ("lora", "qlora") else "model")
-    tmp = run_dir / f".{target.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.config.use_cache = True  # training turned it off; inference wants it back
     from tunesmith.model.attention import restore_sdpa
@@ -394,11 +390,9 @@ def save_result(
     pissa_init = getattr(model, "pissa_init_dir", None)
     if pissa_init:
         kwargs["path_initial_model_for_weight_conversion"] = pissa_init
-    model.save_pretrained(tmp, **kwargs)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with replace_dir(target, f".{target.name}.") as tmp:  # written whole or not at all
+        model.save_pretrained(tmp, **kwargs)
+        tokenizer.save_pretrained(tmp)
     from tunesmith.export.card import write_run_card
 
     write_run_card(run_dir)  # the run's README.md: what was trained, how it went, what next

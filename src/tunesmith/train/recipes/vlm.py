@@ -16,12 +16,11 @@ placeholders expanded into the tower's image tokens before truncation, and batch
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, overload
 
+from tunesmith.atomic import replace_dir
 from tunesmith.config.load import check_stage_settings
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
@@ -54,28 +53,23 @@ class VLMBatches(Sequence[dict[str, Any]]):
         rank: int = 0,
         group_by_length: bool = False,
     ) -> None:
-        from tunesmith.data.packing import pack_best_fit_decreasing
-        from tunesmith.data.shard import shard
+        from tunesmith.data.shard import shard_samples
 
         self.samples, self.packing, self.pad = samples, packing, pad_token_id
         self.image_processor, self.allow_remote = image_processor, allow_remote
-        if packing:
-            units = pack_best_fit_decreasing([len(s["input_ids"]) for s in samples], max_length)
-        else:
-            units = [[i] for i in range(len(samples))]
-        lengths = (
-            [len(s["input_ids"]) for s in samples] if group_by_length and not packing else None
-        )
-        self.groups: list[list[list[int]]] = []
-        self.no_loss: list[bool] = []
-        for mine in shard(
-            units,
+        units, shards = shard_samples(
+            samples,
+            max_length=max_length,
+            packing=packing,
+            group_by_length=group_by_length,
             seed=seed,
             batch_size=batch_size,
             num_processes=num_processes,
             rank=rank,
-            lengths=lengths,
-        ):
+        )
+        self.groups: list[list[list[int]]] = []
+        self.no_loss: list[bool] = []
+        for mine in shards:
             self.no_loss.append(not mine)  # fewer units than processes: a batch with no loss
             self.groups.append(mine or [units[0]])
 
@@ -201,14 +195,9 @@ def save_vlm(
     base = model.get_base_model() if is_peft else model
     base.config.use_cache = True  # training turned it off; inference wants it back
     base.config.text_config.use_cache = True
-    tmp = run_dir / f".{target.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, **({} if state_dict is None else {"state_dict": state_dict}))
-    processor.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with replace_dir(target, f".{target.name}.") as tmp:  # written whole or not at all
+        model.save_pretrained(tmp, **({} if state_dict is None else {"state_dict": state_dict}))
+        processor.save_pretrained(tmp)
     from tunesmith.export.card import write_run_card
 
     write_run_card(run_dir)  # the run's README.md: what was trained, how it went, what next
