@@ -68,11 +68,15 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
         processor = vlm_processor(cfg.model)
         tokenizer = processor.tokenizer
-        renderer = build_renderer(tokenizer, cfg.data, cfg.model.template)
-        renderer.options.image_token = "<image>"
-        renderer.options.image_seq_length = image_seq_length(processor)
         vision = cfg.model.vision
-        renderer.options.allow_remote_images = bool(vision and vision.allow_remote_images)
+        renderer = build_renderer(
+            tokenizer,
+            cfg.data,
+            cfg.model.template,
+            image_token="<image>",
+            image_seq_length=image_seq_length(processor),
+            allow_remote_images=bool(vision and vision.allow_remote_images),
+        )
         return prepare(cfg.data, renderer, refuse=False), tokenizer, renderer
     tokenizer = tokenizer_for(cfg.model)  # errors name model.tokenizer or model.name
     renderer = build_renderer(tokenizer, cfg.data, cfg.model.template, stage=stage)
