@@ -1,7 +1,7 @@
 """Preference tuning (DPO, ORPO, SimPO, KTO), top to bottom.
 
 The same run directory, renderer, adapters, optimiser, loop, checkpoints and resume as SFT
-(``recipes/sft.py``); what differs is the data (pairs, ``data/pairs.py``), the reference model and
+(``train/session.py``); what differs is the data (pairs, ``data/pairs.py``), the reference model and
 the step (``train/pref_step.py``). Read ``run`` in order.
 
 Reference model (DPO, KTO; ORPO and SimPO need none):

@@ -8,7 +8,7 @@
   frozen unless ``model.vision.train_vision`` says ``lora`` or ``full``. Saves ``model/`` (full)
   or ``adapter/`` (LoRA, whose ``adapter_config.json`` records the base folder).
 
-The steps are SFT's (``train/recipes/sft.py``): the same run directory, renderer, data engine,
+The steps are SFT's (``train/session.py``): the same run directory, renderer, data engine,
 optimiser, loop and checkpoints. What differs: the model and its processor, the ``<image>``
 placeholders expanded into the tower's image tokens before truncation, and batches that carry
 ``pixel_values`` (loaded when a batch is used, not all at once).
