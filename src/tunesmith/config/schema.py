@@ -651,6 +651,12 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _stage_settings(self) -> RunConfig:
+        if self.method.stage in PREFERENCE_STAGES:
+            # Pairs are padded in data order: the resolved (and saved) config says so, rather
+            # than carrying SFT's packing defaults that this stage would ignore.
+            for name in ("packing", "group_by_length"):
+                if name not in self.data.model_fields_set:
+                    setattr(self.data, name, False)
         problems = stage_problems(self)
         if problems:
             raise _rule_error(problems)
@@ -735,9 +741,16 @@ def stage_problems(cfg: RunConfig) -> list[Problem]:
                 True,
                 f"{stage.upper()} uses no reference model; set it to false",
             )
-        # What the preference recipe does not do: pairs are padded (data.packing and
-        # data.group_by_length, both on by default, do not apply), labels cover the replies only,
-        # and the step is pref_step's own full-logits forward in whole micro-batches.
+        # What the preference recipe does not do: pairs are padded, in data order (packing and
+        # length grouping are on by default for SFT, so only an explicit `true` is refused),
+        # labels cover the replies only, and the step is pref_step's own full-logits forward in
+        # whole micro-batches.
+        for name, why in (
+            ("packing", "preference pairs are padded, never packed"),
+            ("group_by_length", "preference pairs are batched in data order"),
+        ):
+            if name in d.model_fields_set and getattr(d, name):
+                bad(("data", name), True, f"{why}; remove it or set it to false")
         for name, why in (
             ("train_on_prompt", "preference stages train on the replies only"),
             ("mask_history", "a pair's prompt is never trained"),

@@ -47,6 +47,8 @@ REFUSED = [
     ("dpo", ["train.ce_impl=chunked"], "train.ce_impl", "full logits"),
     ("orpo", ["data.train_on_prompt=true"], "data.train_on_prompt", "replies only"),
     ("dpo", ["data.mask_history=true"], "data.mask_history", "never trained"),
+    ("dpo", ["data.packing=true"], "data.packing", "never packed"),
+    ("kto", ["data.group_by_length=true"], "data.group_by_length", "data order"),
     ("simpo", ["data.loss_weights={'Step:': 2}"], "data.loss_weights", "not used"),
     (
         "dpo",
@@ -128,7 +130,7 @@ ACCEPTED = [
     # defaults a stage ignores are never refused, nor values the stage does what they say
     ("dpo", []),
     ("dpo", ["data.packing=false", "data.group_by_length=false", "train.pass_tokens=null"]),
-    ("kto", ["data.packing=true", "train.pass_tokens=auto", "train.ce_impl=auto"]),
+    ("kto", ["data.packing=false", "train.pass_tokens=auto", "train.ce_impl=auto"]),
     ("dpo", ["method.pref.loss_type=ipo", "method.pref.precompute_ref=true"]),
     ("simpo", ["method.pref.gamma=1.0", "method.pref.label_smoothing=0.1"]),
     ("kto", ["method.pref.desirable_weight=1.3", "method.pref.pref_ftx=0.1"]),
@@ -149,6 +151,15 @@ def test_settings_a_stage_honours_or_defaults_pass(
     tmp_path: Path, stage: str, overrides: list[str]
 ) -> None:
     load_config(tree=tree(tmp_path, stage), overrides=overrides)
+
+
+def test_preference_config_records_padding_and_reloads(tmp_path: Path) -> None:
+    cfg = load_config(tree=tree(tmp_path, "dpo"))
+    assert (cfg.data.packing, cfg.data.group_by_length) == (False, False)  # what the stage does
+    again = load_config(tree=cfg.model_dump(mode="json"))  # the saved config.yaml reloads
+    assert (again.data.packing, again.data.group_by_length) == (False, False)
+    sft = load_config(tree=tree(tmp_path, "sft"))
+    assert (sft.data.packing, sft.data.group_by_length) == (True, True)
 
 
 def test_val_split_is_another_name_for_val_size(tmp_path: Path) -> None:
