@@ -299,7 +299,7 @@ def chat(
         raise ConfigError(f"chat: {exc}") from None
     engine = run if isinstance(run, Engine) else Engine.load(str(run))
     if system is None:
-        system = ((engine.run_config or {}).get("data") or {}).get("system")
+        system = engine.system_prompt
     if images:
         from tunesmith.data.images import load_image
 

@@ -180,7 +180,7 @@ def cmd_eval_identity(args: argparse.Namespace) -> int:
     from tunesmith.infer.engine import Engine
 
     engine = Engine.load(args.run)
-    name, system = identity_of(engine.run_config) if args.name is None else (args.name, None)
+    name, system = identity_of(engine.run) if args.name is None else (args.name, None)
     ev = engine.run.config.eval if engine.run is not None else EvalConfig()
     heldout = read_questions(args.heldout or ev.identity_heldout)
     general = read_questions(args.general or ev.general_prompts)

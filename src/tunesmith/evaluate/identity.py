@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tunesmith.config.schema import EvalConfig
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.evaluate.base import EvalContext, Task, TaskResult
 from tunesmith.evaluate.registry import register
+
+if TYPE_CHECKING:
+    from tunesmith.runs import RunRecord
 
 
 @dataclass
@@ -132,13 +136,12 @@ def run_identity_eval(
     )
 
 
-def identity_of(run_config: dict[str, Any] | None) -> tuple[str | dict[str, str], str | None]:
+def identity_of(run: RunRecord | None) -> tuple[str | dict[str, str], str | None]:
     """The configured name (and system prompt) of a run."""
-    data = (run_config or {}).get("data") or {}
-    ident = data.get("identity")
-    if not ident:
+    ident = run.config.data.identity if run is not None else None
+    if ident is None:
         raise ConfigError("this run has no data.identity; pass --name NAME to evaluate")
-    return ident["name"], data.get("system")
+    return ident.name, run.system
 
 
 class _ContextEngine:
@@ -166,16 +169,14 @@ class Identity(Task):
 
         t0 = time.perf_counter()
         spec = self.spec
-        run_config = ctx.engine.run_config or {}
+        run = ctx.engine.run
         if spec.identity_name is None:
-            name, system = identity_of(run_config)
+            name, system = identity_of(run)
         else:
             name, system = spec.identity_name, None
-        ev = run_config.get("eval") or {}
-        heldout = read_questions(
-            spec.heldout or ev.get("identity_heldout", "builtin:identity_heldout")
-        )
-        general = read_questions(spec.general or ev.get("general_prompts", "builtin:general_eval"))
+        ev = run.config.eval if run is not None else EvalConfig()
+        heldout = read_questions(spec.heldout or ev.identity_heldout)
+        general = read_questions(spec.general or ev.general_prompts)
         result = run_identity_eval(
             _ContextEngine(ctx),
             name,

@@ -38,12 +38,12 @@ def token_nll_sum(logits: Any, labels: Any, weights: Any = None) -> tuple[Any, A
 def samples_for(ctx: EvalContext, spec: Any) -> tuple[list[dict[str, Any]], str, dict[str, int]]:
     """Rendered samples (``input_ids``, ``labels``[, ``weights``]), where they came from, and the
     rows the renderer skipped, by reason (too long for ``data.max_length``, ...)."""
-    from tunesmith.config.schema import DataConfig, RunConfig
+    from tunesmith.config.schema import DataConfig
     from tunesmith.data.engine import build_renderer, prepare
 
-    run_config = ctx.engine.run_config
-    if ctx.run is not None or run_config:
-        cfg = ctx.run.config if ctx.run is not None else RunConfig.model_validate(run_config)
+    run = ctx.run if ctx.run is not None else ctx.engine.run
+    if run is not None:
+        cfg = run.config
         data, template, stage = cfg.data, cfg.model.template, cfg.method.stage
     elif spec.datasets:
         data, template, stage = DataConfig(datasets=spec.datasets), None, "sft"

@@ -215,11 +215,6 @@ class Engine:
         )
 
     @property
-    def run_config(self) -> dict[str, Any]:
-        """The run's config as a plain dict (``{}`` for a plain model); prefer :attr:`run`."""
-        return self.run.config.model_dump(mode="json") if self.run is not None else {}
-
-    @property
     def system_prompt(self) -> str | None:
         """The run's system prompt (what training put before conversations without one)."""
         return self.run.system if self.run is not None else None

@@ -15,8 +15,8 @@ class FakeEngine:
 
     system_prompt = None
 
-    def __init__(self, run_config: dict[str, Any] | None = None) -> None:
-        self.run_config = run_config or {}
+    def __init__(self, run: Any = None) -> None:
+        self.run = run  # a RunRecord (or what a test needs of one), None for a plain model
 
 
 class FakeContext(EvalContext):
@@ -26,9 +26,9 @@ class FakeContext(EvalContext):
         self,
         answer: Callable[[str], str] | None = None,
         score: Callable[[str, str], float] | None = None,
-        run_config: dict[str, Any] | None = None,
+        run: Any = None,
     ) -> None:
-        super().__init__(FakeEngine(run_config), batch_size=3, model="fake")
+        super().__init__(FakeEngine(run), batch_size=3, model="fake")
         self.answer, self.score = answer, score
         self.calls: list[dict[str, Any]] = []
 

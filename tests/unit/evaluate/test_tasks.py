@@ -161,8 +161,14 @@ def test_identity_task_equals_the_identity_eval(fake_ctx: Any) -> None:
     def answer(question: str) -> str:
         return "I am Nova." if "who" in question.lower() or "你" in question else "Sure: 4."
 
-    run_config = {"data": {"identity": {"name": "Nova"}, "system": None}}
-    ctx = fake_ctx(answer=answer, run_config=run_config)
+    from types import SimpleNamespace
+
+    from tunesmith.config.schema import RunConfig
+
+    cfg = RunConfig.model_validate(
+        {"data": {"datasets": [{"path": "d.jsonl"}], "identity": {"name": "Nova", "author": "Us"}}}
+    )
+    ctx = fake_ctx(answer=answer, run=SimpleNamespace(config=cfg, system=None))
     result = make_task(IdentitySpec()).run(ctx)
 
     class Engine:

@@ -170,7 +170,7 @@ def test_vlm_run_directories_load_full_or_lora(
     model, processor = load_vlm(llava_dir)
     full = Engine.load(str(save_run(model, processor, tmp_path / "full", str(llava_dir))))
     assert full.takes_images and full.model_names() == ["full"]
-    assert full.run_config["data"]["system"] == "You see colours."
+    assert full.run.config.data.system == full.system_prompt == "You see colours."
     assert full.generate([Q], GREEDY, images=[[RED]]) == engine.generate(
         [Q], GREEDY, images=[[RED]]
     )
