@@ -13,9 +13,10 @@ Reference model (DPO, KTO; ORPO and SimPO need none):
 * PiSSA moves the principal components out of the base weights, so the adapter-disabled model is
   not the starting model: its reference log-probs are always precomputed.
 
-Pairs are padded, not packed (``data.packing`` does not apply to preference stages). Settings this
-recipe does not honour are refused by the config schema (``config/schema.py``,
-``stage_problems``), so ``tunesmith validate`` catches them too.
+Pairs are padded, in data order (the schema resolves ``data.packing`` and ``group_by_length`` to
+false for these stages and refuses an explicit true). Settings this recipe does not honour are
+refused by the config schema (``config/schema.py``, ``stage_problems``), so ``tunesmith validate``
+catches them too.
 """
 
 from __future__ import annotations
