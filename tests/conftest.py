@@ -48,6 +48,16 @@ def tiny_qwen2(_isolated_cache: Path) -> Path:
     return resolve_builtin("builtin:tiny-qwen2")
 
 
+@pytest.fixture(scope="module")
+def qwen2_engine(tiny_qwen2: Path) -> Iterator[Any]:
+    """An inference engine on the tiny Qwen2 (fp32, CPU), one per test module, closed after it."""
+    from tunesmith.infer.engine import Engine
+
+    eng = Engine.load(str(tiny_qwen2), dtype="float32", device="cpu")
+    yield eng
+    eng.close()
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(_isolated_cache: Path) -> Path:
     """The built-in tiny Llama, built once."""

@@ -12,7 +12,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,10 +26,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_qwen2: Path) -> Iterator[Engine]:
-    eng = Engine.load(str(tiny_qwen2))
-    yield eng
-    eng.close()
+def engine(qwen2_engine: Engine) -> Engine:
+    return qwen2_engine
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_qwen2: Path) -> Any:
-    from tunesmith.infer.engine import Engine
-
-    return Engine.load(str(tiny_qwen2), dtype="float32", device="cpu")
+def engine(qwen2_engine: Any) -> Any:
+    return qwen2_engine
 
 
 def direct_loglik(engine: Any, ids: list[int], n: int) -> float:

@@ -55,7 +55,7 @@ def test_metrics_read_skips_a_torn_last_line_but_names_a_damaged_one(tmp_path: P
     log.write({"step": 3})  # appended on a line of its own
     assert [r["step"] for r in log.read()] == [1, 2, 3]
     log.path.write_text(_records(1) + "garbage\n" + _records(2))
-    with pytest.raises(TunesmithError, match=rf"^{re.escape(str(log.path))}:2: not a JSON record"):
+    with pytest.raises(TunesmithError, match=rf"^{re.escape(str(log.path))}:2: not a JSON object"):
         log.read()
 
 
