@@ -7,9 +7,7 @@ share of general prompts whose answer contains any of the name's forms.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.config.schema import EvalConfig
@@ -45,28 +43,14 @@ class IdentityResult:
 
 
 def read_questions(path: str) -> list[dict[str, str]]:
-    """Read ``{"question": ..., "lang": ...}`` lines (``builtin:NAME`` allowed)."""
-    if path.startswith("builtin:"):
-        from tunesmith.data.builtin import builtin_path
+    """``{"question": ..., "lang": ...}`` rows of an evaluation file (``builtin:NAME`` allowed)."""
+    from tunesmith.evaluate.datafile import read_rows, resolve
 
-        file = builtin_path(path.removeprefix("builtin:"))
-    else:
-        file = Path(path)
-    if not file.is_file():
-        raise DataError(f"{file}: question file not found")
     out = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file}:{n}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("question"), str):
-            raise DataError(f'{file}:{n}: expected {{"question": "...", "lang": "en"}}')
-        out.append({"question": row["question"], "lang": row.get("lang", "en")})
-    if not out:
-        raise DataError(f"{file}: no questions")
+    for n, row in read_rows(path):
+        if not isinstance(row.get("question"), str):
+            raise DataError(f'{resolve(path)}:{n}: expected {{"question": "...", "lang": "en"}}')
+        out.append({"question": row["question"], "lang": row.get("lang") or "en"})
     return out
 
 

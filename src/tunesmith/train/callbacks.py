@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from tunesmith.errors import TunesmithError
-
 
 class MetricsLog:
     """Appends one JSON object per logged step to ``metrics.jsonl``."""
@@ -28,27 +26,11 @@ class MetricsLog:
         """All records written so far; a torn last line (a kill while appending) is left out.
 
         Raises:
-            TunesmithError: a line before the last is not a JSON record (the file was edited).
+            ConfigError: a line before the last is not a JSON object (the file was edited).
         """
-        if not self.path.is_file():
-            return []
-        lines = self.path.read_text(encoding="utf-8", errors="replace").split("\n")
-        records = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = None
-            if isinstance(record, dict):
-                records.append(record)
-            elif number < len(lines):  # the last piece has no newline after it: torn
-                raise TunesmithError(
-                    f"{self.path}:{number}: not a JSON record; delete the line (or the file, "
-                    "losing the metrics history)"
-                )
-        return records
+        from tunesmith.runs import read_jsonl
+
+        return read_jsonl(self.path)
 
     def trim(self, step: int) -> None:
         """Keep the records up to ``step`` (a resumed run logs the later ones again).
