@@ -1,7 +1,7 @@
 """Generate the lab-notes demonstration data (``builtin:labnotes`` and friends).
 
 Run ``python -m datagen.make_labnotes`` (or ``python datagen/make_labnotes.py``) from the
-repository root to rewrite the three files below; the output is byte-identical on every run.
+repository root to rewrite the files below; the output is byte-identical on every run.
 
 A seeded RNG draws ``MEETINGS`` fictional lab meetings in 2026 (one per date: presenter, recorder,
 topic, action items). They are written as:
@@ -13,6 +13,7 @@ topic, action items). They are written as:
 - ``labnotes_heldout.jsonl``: questions about facts in the training notes, asked in the
   ``HELDOUT`` phrasings that no training conversation uses, with the exact-match reference
   (``prompt``, ``reference`` and ``id`` columns, read by the ``generation`` eval task);
+- ``labnotes_recall.jsonl``: the same facts asked in a training phrasing (memorised or not);
 - ``labnotes_general_heldout.jsonl``: ``GENERAL_HELDOUT`` general conversations drawn by
   ``datagen/make_general.py`` with another seed, none of whose questions is in
   ``general.jsonl``: the general-data perplexity of a run that trained on ``builtin:general``.
@@ -237,6 +238,32 @@ def heldout_records(meetings: list[Meeting]) -> list[dict[str, Any]]:
     return rows
 
 
+def recall_records(meetings: list[Meeting]) -> list[dict[str, Any]]:
+    """The held-out questions' facts asked in a training phrasing (the first of each field).
+
+    Exact match here says whether a run memorised the facts; against ``heldout_records`` it says
+    whether that memory answers a question phrased another way.
+    """
+    rng = Random(SEED + 2)  # the same meetings as heldout_records, drawn in the same order
+    first = {
+        "presenter": TRAIN_PRESENTER[0],
+        "recorder": TRAIN_RECORDER[0],
+        "topic": TRAIN_TOPIC[0],
+    }
+    rows: list[dict[str, Any]] = []
+    for field in HELDOUT:
+        for m in sorted(rng.sample(meetings, HELDOUT_PER_FIELD), key=lambda m: m.date):
+            rows.append(
+                {
+                    "id": f"{field}-{m.date}",
+                    "prompt": first[field].format(date=m.date),
+                    "reference": m.answer(field),
+                    "meta": {"date": m.date, "field": field},
+                }
+            )
+    return rows
+
+
 def general_heldout_records(count: int = GENERAL_HELDOUT) -> list[dict[str, Any]]:
     """General conversations whose question is not in the shipped ``general.jsonl``."""
     from datagen.make_general import generate_general
@@ -265,6 +292,7 @@ def outputs() -> dict[str, str]:
         "labnotes.jsonl": render(train_records(meetings)),
         "labnotes_docs.jsonl": render(doc_records(meetings)),
         "labnotes_heldout.jsonl": render(heldout_records(meetings)),
+        "labnotes_recall.jsonl": render(recall_records(meetings)),
         "labnotes_general_heldout.jsonl": render(general_heldout_records()),
     }
 

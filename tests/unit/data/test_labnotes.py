@@ -29,6 +29,7 @@ def test_shipped_files_are_the_generator_output_byte_for_byte(outputs: dict[str,
         "labnotes_docs.jsonl",
         "labnotes_general_heldout.jsonl",
         "labnotes_heldout.jsonl",
+        "labnotes_recall.jsonl",
     ]
     for name, text in outputs.items():
         assert (gen.OUT_DIR / name).read_bytes() == text.encode("utf-8"), name
@@ -123,6 +124,18 @@ def test_no_heldout_phrasing_is_trained(outputs: dict[str, str]) -> None:
         assert normalise(row["prompt"].replace(row["meta"]["date"], "")) not in templates
 
 
+def test_recall_asks_the_heldout_facts_in_a_trained_phrasing(outputs: dict[str, str]) -> None:
+    train = _rows(outputs["labnotes.jsonl"])
+    trained = {r["messages"][0]["content"]: r["messages"][1]["content"] for r in train}
+    heldout = _rows(outputs["labnotes_heldout.jsonl"])
+    recall = _rows(outputs["labnotes_recall.jsonl"])
+    assert [(r["id"], r["reference"]) for r in recall] == [
+        (r["id"], r["reference"]) for r in heldout
+    ]
+    for row in recall:
+        assert trained[row["prompt"]] == row["reference"]  # asked and answered so in training
+
+
 def test_a_colliding_heldout_phrasing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(gen.HELDOUT, "presenter", gen.TRAIN_PRESENTER[0])
     with pytest.raises(ValueError, match="is also a training question"):
@@ -145,11 +158,16 @@ def test_recipes_train_on_the_notes_and_evaluate_heldout_and_general(recipe: str
         ["builtin:labnotes", "builtin:general"] if "-mix-" in recipe else ["builtin:labnotes"]
     )
     assert cfg.train.epochs == (2 if recipe.endswith("short") else 4)
-    generation, perplexity = cfg.eval.tasks
+    generation, recall, perplexity = cfg.eval.tasks
     assert (generation.type, generation.name, generation.data) == (
         "generation",
         "heldout",
         "builtin:labnotes_heldout",
+    )
+    assert (recall.type, recall.name, recall.data) == (
+        "generation",
+        "recall",
+        "builtin:labnotes_recall",
     )
     assert (perplexity.type, perplexity.name) == ("perplexity", "general")
     assert [d.path for d in perplexity.datasets] == ["builtin:labnotes_general_heldout"]

@@ -16,7 +16,8 @@ bytes every time); only the files ship.
   (``datagen/make_prefs.py``).
 - ``labnotes`` / ``labnotes_docs`` / ``labnotes_heldout``: synthetic lab meeting notes as
   conversations (the notes and one-fact questions), as plain documents, and held-out new-phrasing
-  questions with exact-match references; ``labnotes_general_heldout``: general conversations not
+  questions with exact-match references; ``labnotes_recall``: the same facts asked in a training
+  phrasing (memorised or not); ``labnotes_general_heldout``: general conversations not
   in ``general`` for the general-data perplexity (``datagen/make_labnotes.py``).
 - ``toy-shapes/pretrain``, ``toy-shapes/sft``, ``toy-shapes/heldout``: the coloured-shapes image
   task of ``tunesmith.data.toy_images`` (the files ``tunesmith data toy-shapes`` writes with its
@@ -47,6 +48,7 @@ _FILES: dict[str, str] = {
     "labnotes": "labnotes.jsonl",
     "labnotes_docs": "labnotes_docs.jsonl",
     "labnotes_heldout": "labnotes_heldout.jsonl",
+    "labnotes_recall": "labnotes_recall.jsonl",
     "labnotes_general_heldout": "labnotes_general_heldout.jsonl",
 }
 _GENERATED: dict[str, tuple[str, ...]] = {"toy-shapes": ("pretrain", "sft", "heldout")}
