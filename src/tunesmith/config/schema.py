@@ -289,20 +289,78 @@ class PreferenceConfig(Section):
     )
 
 
+# ---- online RL and reward models (stages rm, grpo; issue 19) ---------------------------------
+class RewardModelConfig(Section):
+    """Reward-model settings (stage rm): Bradley-Terry on a scalar head."""
+
+    center_coef: float = Field(
+        0.0, ge=0, description="Weight of a (r_chosen + r_rejected)^2 term keeping scores centred."
+    )
+
+
+class RewardSpec(Section):
+    """One reward function of a GRPO run; several combine as a weighted sum."""
+
+    kind: Literal["exact", "regex", "length", "function", "model", "endpoint"] = Field(
+        ...,
+        description="exact: the completion equals the sample's answer; regex: it matches "
+        "`pattern`; length: a penalty past `target` tokens; function: `module:function`; "
+        "model: a reward model (a stage rm run); endpoint: an OpenAI-compatible judge.",
+    )
+    weight: float = 1.0
+    name: str | None = Field(None, description="Name in the metrics (default: the kind).")
+    pattern: str | None = Field(None, description="regex: the pattern the completion must match.")
+    target: int | None = Field(None, ge=0, description="length: tokens allowed before penalty.")
+    function: str | None = Field(None, description="function: `module:function`.")
+    path: str | None = Field(None, description="model: the rm run directory (or its model).")
+    url: str | None = Field(None, description="endpoint: the API base, e.g. http://host/v1.")
+    model: str | None = Field(None, description="endpoint: the model name at the endpoint.")
+    api_key_env: str | None = Field(None, description="endpoint: env variable with the key.")
+
+
+class GRPOConfig(Section):
+    """Group relative policy optimisation (stage grpo)."""
+
+    group_size: int = Field(4, ge=2, description="Completions generated per prompt (G).")
+    max_new_tokens: int = Field(32, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    beta: float = Field(0.04, ge=0, description="KL weight to the reference; 0: no KL term.")
+    epsilon: float = Field(0.2, gt=0, description="Clip range below (and above) ratio 1.")
+    epsilon_high: float | None = Field(None, gt=0, description="DAPO's upper clip (default eps).")
+    loss_level: Literal["sequence", "token"] = Field(
+        "sequence",
+        description="sequence: each completion's mean token loss, averaged (GRPO); token: "
+        "every completion token of the step weighs the same (DAPO).",
+    )
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="Divide advantages by the group's std, the batch's, or not at all."
+    )
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(kind="exact")], min_length=1
+    )
+
+
 class MethodConfig(Section):
     """How parameters are tuned."""
 
-    stage: Literal["sft", "pt", "dpo", "orpo", "simpo", "kto", "vlm_pretrain", "vlm_sft"] = Field(
+    stage: Literal[
+        "sft", "pt", "dpo", "orpo", "simpo", "kto", "vlm_pretrain", "vlm_sft", "rm", "grpo"
+    ] = Field(
         "sft",
         description="sft: chat fine-tuning; pt: continued pre-training on plain text; "
         "dpo/orpo/simpo/kto: preference tuning; vlm_pretrain: train a LLaVA projector on "
-        "image-caption pairs; vlm_sft: fine-tune a LLaVA model on image conversations.",
+        "image-caption pairs; vlm_sft: fine-tune a LLaVA model on image conversations; "
+        "rm: a reward model from preference pairs; grpo: online RL with rewards.",
     )
     type: Literal["full", "freeze", "lora", "qlora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     quant: QuantConfig = Field(default_factory=QuantConfig)
     pref: PreferenceConfig = Field(default_factory=PreferenceConfig)
+    rm: RewardModelConfig = Field(default_factory=lambda: RewardModelConfig())
+    grpo: GRPOConfig = Field(default_factory=lambda: GRPOConfig())
 
 
 class TrainConfig(Section):
@@ -651,7 +709,7 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _stage_settings(self) -> RunConfig:
-        if self.method.stage in PREFERENCE_STAGES:
+        if self.method.stage in (*PREFERENCE_STAGES, *RL_STAGES):
             # Pairs are padded in data order: the resolved (and saved) config says so, rather
             # than carrying SFT's packing defaults that this stage would ignore.
             for name in ("packing", "group_by_length"):
@@ -665,6 +723,7 @@ class RunConfig(Section):
 
 PREFERENCE_STAGES = ("dpo", "orpo", "simpo", "kto")
 VLM_STAGES = ("vlm_pretrain", "vlm_sft")
+RL_STAGES = ("rm", "grpo")
 
 Problem = tuple[tuple[str | int, ...], Any, str]
 """A cross-field error: the dotted path (as a tuple), the value found there, what is wrong."""
@@ -821,4 +880,72 @@ def stage_problems(cfg: RunConfig) -> list[Problem]:
             )
         if m.lora.init == "pissa" and (m.type == "lora" or train_vision == "lora"):
             bad(("method", "lora", "init"), "pissa", "not supported by the vlm stages; use default")
+    out.extend(rl_problems(cfg))
+    return out
+
+
+def rl_problems(cfg: RunConfig) -> list[Problem]:
+    """The rules of stages rm and grpo (issue 19)."""
+    stage, m, t, d = cfg.method.stage, cfg.method, cfg.train, cfg.data
+    out: list[Problem] = []
+    for name, owner, section in (("rm", "rm", RewardModelConfig), ("grpo", "grpo", GRPOConfig)):
+        if stage != owner and getattr(m, name) != section():
+            out.append(
+                (
+                    ("method", name),
+                    getattr(m, name).model_dump(),
+                    f"applies to stage {owner}; stage is {stage}; remove it",
+                )
+            )
+    if stage not in RL_STAGES:
+        return out
+    for name in ("packing", "group_by_length"):
+        if name in d.model_fields_set and getattr(d, name):
+            out.append((("data", name), True, f"stage {stage} does not pack or group; remove it"))
+    for name in ("train_on_prompt", "mask_history"):
+        if getattr(d, name):
+            out.append((("data", name), True, f"not used by stage {stage}; set it to false"))
+    if t.ce_impl != "auto":
+        out.append((("train", "ce_impl"), t.ce_impl, f"stage {stage} scores full logits; use auto"))
+    if t.compile:
+        out.append((("train", "compile"), True, f"stage {stage} does not compile; set it to false"))
+    if isinstance(t.pass_tokens, int):
+        out.append((("train", "pass_tokens"), t.pass_tokens, "never split into passes; use auto"))
+    if m.type == "lora" and m.lora.init == "pissa":
+        out.append((("method", "lora", "init"), "pissa", f"not supported by stage {stage}"))
+    if stage == "rm" and m.type == "qlora":
+        out.append((("method", "type"), "qlora", "stage rm trains 'lora', 'full' or 'freeze'"))
+    if stage == "grpo":
+        g = m.grpo
+        for i, r in enumerate(g.rewards):
+            need = {"regex": "pattern", "function": "function", "model": "path", "endpoint": "url"}
+            field = need.get(r.kind)
+            if field and not getattr(r, field):
+                out.append(
+                    (
+                        ("method", "grpo", "rewards", i, field),
+                        None,
+                        f"reward kind {r.kind!r} needs {field}",
+                    )
+                )
+            if r.kind == "endpoint" and not r.model:
+                out.append(
+                    (
+                        ("method", "grpo", "rewards", i, "model"),
+                        None,
+                        "reward kind 'endpoint' needs model",
+                    )
+                )
+            if r.kind == "function" and r.function and ":" not in r.function:
+                out.append(
+                    (
+                        ("method", "grpo", "rewards", i, "function"),
+                        r.function,
+                        "give it as module:function",
+                    )
+                )
+        names = [r.name or r.kind for r in g.rewards]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            out.append((("method", "grpo", "rewards"), dup, "two rewards share a name; set name"))
     return out
