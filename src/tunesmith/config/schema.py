@@ -664,6 +664,133 @@ class ServeConfig(Section):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body.")
 
 
+# ---- serval (issue 21): LLM <-> vertical-model co-training, `tunesmith serval CONFIG` ----------
+class ServalVerticalConfig(Section):
+    """The small vertical model that learns from the LLM's soft labels."""
+
+    kind: Literal["table", "text"] = Field(
+        "table",
+        description="table: a scikit-learn model on serval.table's feature columns; text: a "
+        "transformers classifier on the record text.",
+    )
+    model: Literal["gbm", "logistic", "mlp"] = Field(
+        "gbm", description="kind table: gradient boosting, logistic regression or an MLP."
+    )
+    text_model: str = Field(
+        "builtin:tiny-qwen2",
+        description="kind text: the encoder / causal LM that gets a classification head.",
+    )
+    epochs: int = Field(8, ge=1, description="kind text: most epochs (early stopping may stop it).")
+    lr: float = Field(5e-4, gt=0, description="kind text: learning rate.")
+    batch_size: int = Field(16, ge=1, description="kind text: rows per step.")
+    max_length: int = Field(128, ge=8, description="kind text: tokens per record.")
+    patience: int = Field(
+        2, ge=1, description="Early stopping: rounds without a better held-out loss."
+    )
+
+
+class ServalNoiseConfig(Section):
+    """How the noisy LLM labels are filtered and weighted (DivideMix-style)."""
+
+    threshold: float = Field(
+        0.7,
+        gt=0.5,
+        le=1.0,
+        description="Keep an LLM label as confident when max(p, 1-p) >= this (paper: 0.9).",
+    )
+    gmm: bool = Field(
+        True,
+        description="Fit a two-component Gaussian mixture to the per-sample losses of a first "
+        "fit and keep only the low-loss (clean) component's confident rows.",
+    )
+    weights: Literal["confidence", "none"] = Field(
+        "confidence", description="Sample weights: 2*|p-0.5| (confidence) or 1."
+    )
+    min_kept: int = Field(
+        20, ge=2, description="Fewest confident rows to fit on; the most confident fill up to it."
+    )
+    holdout: float = Field(
+        0.2, gt=0, lt=1, description="Share of the kept rows held out for early stopping."
+    )
+
+
+class ServalBacktuneConfig(Section):
+    """The SFT step that teaches the LLM the vertical model's confident predictions."""
+
+    threshold: float = Field(
+        0.8, gt=0.5, le=1.0, description="Vertical predictions with max(p, 1-p) >= this train."
+    )
+    max_rows: int = Field(400, ge=1, description="Most task conversations per iteration.")
+    general_share: float = Field(
+        0.3,
+        ge=0,
+        lt=1,
+        description="Share of each back-tuning mix drawn from data.datasets (against forgetting).",
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Steps per back-tuning (default: train.max_steps / epochs)."
+    )
+
+
+class ServalConfig(Section):
+    """LLM <-> vertical-model co-training (SERVAL): `tunesmith serval CONFIG`.
+
+    The run's ``model`` is the LLM; ``data`` is the general data of the warm-up and of each
+    back-tuning mix; ``method`` and ``train`` are the back-tuning SFT settings.
+    """
+
+    records: str = Field(
+        "builtin:serval_patients",
+        description="JSONL of id, split (train/val/test), text, label (0/1; train rows' labels "
+        "are never read, val rows only with val_labels).",
+    )
+    table: str | None = Field(
+        "builtin:serval_patients_table",
+        description="JSONL of id, split, label and numeric feature columns (vertical.kind table).",
+    )
+    prompt: str = Field(
+        "{text}\nDoes this patient have the condition? Answer yes or no.",
+        description="User turn asking the LLM; {text} is the record.",
+    )
+    label_words: tuple[str, str] = Field(
+        ("no", "yes"), description="The answer for label 0 and for label 1."
+    )
+    read: Literal["tokens", "parse"] = Field(
+        "tokens",
+        description="tokens: p(label 1) from the log-likelihoods of the label words; parse: a "
+        "generated number in [0, 1] (unparsable answers fall back to tokens, counted).",
+    )
+    parse_prompt: str = Field(
+        "{text}\nHow likely does this patient have the condition? Answer with a probability "
+        "between 0.0 (very unlikely) and 1.0 (very likely).",
+        description="User turn for read: parse.",
+    )
+    iterations: int = Field(3, ge=1, description="Annotate -> fit -> back-tune rounds.")
+    warmup_steps: int = Field(
+        0, ge=0, description="SFT steps on data.datasets before the first annotation (0: none)."
+    )
+    max_train: int | None = Field(None, ge=1, description="Use at most this many train rows.")
+    val_labels: int = Field(
+        0,
+        ge=0,
+        description="Labelled val rows used for early stopping and reporting only (0: none; "
+        "early stopping uses a held-out part of the confident rows).",
+    )
+    vertical: ServalVerticalConfig = Field(default_factory=ServalVerticalConfig)
+    noise: ServalNoiseConfig = Field(default_factory=ServalNoiseConfig)
+    backtune: ServalBacktuneConfig = Field(default_factory=ServalBacktuneConfig)
+
+    @model_validator(mode="after")
+    def _table_when_needed(self) -> ServalConfig:
+        if self.vertical.kind == "table" and not self.table:
+            raise ValueError("vertical.kind 'table' needs serval.table (a JSONL of features)")
+        if "{text}" not in self.prompt:
+            raise ValueError("prompt must contain {text} (where the record goes)")
+        if len(set(self.label_words)) != 2 or not all(w.strip() for w in self.label_words):
+            raise ValueError("label_words: two different non-empty words")
+        return self
+
+
 class RunConfig(Section):
     """A whole run: everything `tunesmith train` needs."""
 
@@ -675,6 +802,9 @@ class RunConfig(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    serval: ServalConfig | None = Field(
+        None, description="LLM <-> vertical-model co-training (`tunesmith serval`)."
+    )
 
     @model_validator(mode="after")
     def _eval_split(self) -> RunConfig:
@@ -881,6 +1011,8 @@ def stage_problems(cfg: RunConfig) -> list[Problem]:
         if m.lora.init == "pissa" and (m.type == "lora" or train_vision == "lora"):
             bad(("method", "lora", "init"), "pissa", "not supported by the vlm stages; use default")
     out.extend(rl_problems(cfg))
+    if cfg.serval is not None and stage != "sft":  # serval back-tunes with the SFT recipe
+        bad(("method", "stage"), stage, "serval back-tunes with stage sft; use sft")
     return out
 
 
