@@ -19,6 +19,9 @@ bytes every time); only the files ship.
   questions with exact-match references; ``labnotes_recall``: the same facts asked in a training
   phrasing (memorised or not); ``labnotes_general_heldout``: general conversations not
   in ``general`` for the general-data perplexity (``datagen/make_labnotes.py``).
+- ``serval_patients`` / ``serval_patients_table``: synthetic patient records (text, and the same
+  patients as table rows) with a hidden diagnosis rule and label noise, split train/val/test, for
+  ``tunesmith serval`` (``datagen/make_serval.py``).
 - ``toy-shapes/pretrain``, ``toy-shapes/sft``, ``toy-shapes/heldout``: the coloured-shapes image
   task of ``tunesmith.data.toy_images`` (the files ``tunesmith data toy-shapes`` writes with its
   defaults), generated into the cache on first use so the vlm recipes need no step before them.
@@ -50,6 +53,8 @@ _FILES: dict[str, str] = {
     "labnotes_heldout": "labnotes_heldout.jsonl",
     "labnotes_recall": "labnotes_recall.jsonl",
     "labnotes_general_heldout": "labnotes_general_heldout.jsonl",
+    "serval_patients": "serval_patients.jsonl",
+    "serval_patients_table": "serval_patients_table.jsonl",
 }
 _GENERATED: dict[str, tuple[str, ...]] = {"toy-shapes": ("pretrain", "sft", "heldout")}
 """Data sets written on demand (images are too many files to ship): family -> its JSONL parts."""
