@@ -43,6 +43,8 @@ RECIPES: dict[str, str] = {
     "kto": "preference",
     "vlm_pretrain": "vlm",
     "vlm_sft": "vlm",
+    "rm": "rm",
+    "grpo": "grpo",
 }
 
 
