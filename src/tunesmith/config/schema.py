@@ -342,17 +342,54 @@ class GRPOConfig(Section):
     )
 
 
+# ---- distillation (stage distill; issue 20) ---------------------------------------------------
+class DistillConfig(Section):
+    """Logit distillation from a teacher with the same tokenizer (stage ``distill``)."""
+
+    teacher: str | None = Field(
+        None, description="The teacher: a run directory, a model folder or builtin:... (required)."
+    )
+    kind: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
+        "forward_kl",
+        description="forward_kl: KL(teacher || student), mean-seeking; reverse_kl: KL(student || "
+        "teacher), mode-seeking; jsd: GKD's generalised Jensen-Shannon mix, weighted by beta.",
+    )
+    beta: float = Field(
+        0.5, gt=0, lt=1, description="jsd: the teacher's weight in the mixture (GKD's beta)."
+    )
+    temperature: float = Field(
+        1.0, gt=0, description="Both distributions are softened by it; the loss is scaled by T^2."
+    )
+    ce_weight: float = Field(
+        0.0, ge=0, description="Weight of the cross-entropy on the labels added to the divergence."
+    )
+    teacher_4bit: bool = Field(
+        False, description="Load the teacher in 4-bit nf4 (bitsandbytes; CPU too)."
+    )
+
+
 class MethodConfig(Section):
     """How parameters are tuned."""
 
     stage: Literal[
-        "sft", "pt", "dpo", "orpo", "simpo", "kto", "vlm_pretrain", "vlm_sft", "rm", "grpo"
+        "sft",
+        "pt",
+        "dpo",
+        "orpo",
+        "simpo",
+        "kto",
+        "vlm_pretrain",
+        "vlm_sft",
+        "rm",
+        "grpo",
+        "distill",
     ] = Field(
         "sft",
         description="sft: chat fine-tuning; pt: continued pre-training on plain text; "
         "dpo/orpo/simpo/kto: preference tuning; vlm_pretrain: train a LLaVA projector on "
         "image-caption pairs; vlm_sft: fine-tune a LLaVA model on image conversations; "
-        "rm: a reward model from preference pairs; grpo: online RL with rewards.",
+        "rm: a reward model from preference pairs; grpo: online RL with rewards; "
+        "distill: learn a teacher's token distributions on chat data (method.distill).",
     )
     type: Literal["full", "freeze", "lora", "qlora"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
@@ -361,6 +398,7 @@ class MethodConfig(Section):
     pref: PreferenceConfig = Field(default_factory=PreferenceConfig)
     rm: RewardModelConfig = Field(default_factory=lambda: RewardModelConfig())
     grpo: GRPOConfig = Field(default_factory=lambda: GRPOConfig())
+    distill: DistillConfig = Field(default_factory=lambda: DistillConfig())
 
 
 class TrainConfig(Section):
@@ -1011,6 +1049,7 @@ def stage_problems(cfg: RunConfig) -> list[Problem]:
         if m.lora.init == "pissa" and (m.type == "lora" or train_vision == "lora"):
             bad(("method", "lora", "init"), "pissa", "not supported by the vlm stages; use default")
     out.extend(rl_problems(cfg))
+    out.extend(distill_problems(cfg))
     if cfg.serval is not None and stage != "sft":  # serval back-tunes with the SFT recipe
         bad(("method", "stage"), stage, "serval back-tunes with stage sft; use sft")
     return out
@@ -1080,4 +1119,48 @@ def rl_problems(cfg: RunConfig) -> list[Problem]:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             out.append((("method", "grpo", "rewards"), dup, "two rewards share a name; set name"))
+    return out
+
+
+def distill_problems(cfg: RunConfig) -> list[Problem]:
+    """The rules of ``method.distill`` and of stage ``distill`` (part of ``stage_problems``)."""
+    stage, k, t = cfg.method.stage, cfg.method.distill, cfg.train
+    k0, out = DistillConfig(), []
+    if stage != "distill":
+        for name in DistillConfig.model_fields:
+            if getattr(k, name) != getattr(k0, name):
+                out.append(
+                    (
+                        ("method", "distill", name),
+                        getattr(k, name),
+                        f"applies to stage distill; stage is {stage}; remove it",
+                    )
+                )
+        return out
+    if not k.teacher:
+        out.append(
+            (
+                ("method", "distill", "teacher"),
+                None,
+                "stage distill needs a teacher: a run directory or model folder "
+                "with the student's tokenizer",
+            )
+        )
+    if k.beta != k0.beta and k.kind != "jsd":
+        out.append(
+            (("method", "distill", "beta"), k.beta, f"weights the jsd mix; kind is {k.kind}")
+        )
+    if t.ce_impl in ("chunked", "liger"):
+        out.append(
+            (
+                ("train", "ce_impl"),
+                t.ce_impl,
+                "distillation compares the student's logits with the teacher's; "
+                "use auto, logits or full",
+            )
+        )
+    if t.compile:
+        out.append(
+            (("train", "compile"), True, "the distill recipe does not compile; set it to false")
+        )
     return out
