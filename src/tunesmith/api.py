@@ -45,6 +45,7 @@ RECIPES: dict[str, str] = {
     "vlm_sft": "vlm",
     "rm": "rm",
     "grpo": "grpo",
+    "distill": "distill",
 }
 
 
