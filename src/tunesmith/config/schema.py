@@ -186,6 +186,39 @@ class DatasetConfig(Section):
         return self.name or str(self.path)
 
 
+class AugmentConfig(Section):
+    """Samples generated from a fact graph (``data/augment/``), mixed in like one more source."""
+
+    triples: str = Field(
+        ...,
+        description="Triples JSONL/CSV (subject, relation, object), a .txt of fact "
+        "sentences, or builtin:NAME.",
+    )
+    relations: str | None = Field(
+        None, description="Relation table (JSON/YAML); default: the built-in one."
+    )
+    columns: dict[str, str] | None = Field(
+        None, description="subject/relation/object -> the file's column names."
+    )
+    kinds: list[Literal["forward", "reverse", "hop", "negative"]] = Field(
+        ["forward", "reverse", "hop"], min_length=1, description="Kinds of samples to generate."
+    )
+    max_hops: int = Field(2, ge=2, le=4, description="Longest composed path for 'hop'.")
+    hop_inverse: bool = Field(True, description="Compose 'hop' paths through inverse relations.")
+    langs: list[Literal["en", "zh"]] = Field(["en"], min_length=1)
+    negatives: int = Field(1, ge=0, description="False yes/no claims per fact ('negative').")
+    name: str | None = Field(None, description="Display name in reports.")
+    samples: int | None = Field(None, ge=1, description="Absolute count, resampled if needed.")
+    weight: float | None = Field(None, gt=0, description="Share of the final mix (a ratio).")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _count_or_ratio(self) -> AugmentConfig:
+        if self.samples is not None and self.weight is not None:
+            raise ValueError("give 'samples' (a count) or 'weight' (a ratio), not both")
+        return self
+
+
 class DataConfig(Section):
     """Sources, mixing, rendering and packing."""
 
@@ -231,6 +264,10 @@ class DataConfig(Section):
     cache: bool = Field(True, description="Cache tokenised sources on disk (run-independent).")
     num_proc: int | None = Field(
         None, ge=1, description="Processes for tokenisation (default: automatic by source size)."
+    )
+    augment: list[AugmentConfig] = Field(
+        default_factory=list,
+        description="Fact-graph samples (forward/reversed/k-hop/negative) mixed in as sources.",
     )
 
 
