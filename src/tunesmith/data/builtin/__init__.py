@@ -22,6 +22,10 @@ bytes every time); only the files ship.
 - ``serval_patients`` / ``serval_patients_table``: synthetic patient records (text, and the same
   patients as table rows) with a hidden diagnosis rule and label noise, split train/val/test, for
   ``tunesmith serval`` (``datagen/make_serval.py``).
+- ``facts_triples`` / ``facts_train_triples``: fictional facts (student, mentor, mentor's
+  hometown; made-up names) as triples, all and the training chains only; ``facts_forward``: their
+  forward questions as conversations; ``facts_heldout_forward`` / ``_reverse`` / ``_2hop``: eval
+  rows about the held-out chains, forward, reversed and 2-hop (``datagen/make_facts.py``).
 - ``toy-shapes/pretrain``, ``toy-shapes/sft``, ``toy-shapes/heldout``: the coloured-shapes image
   task of ``tunesmith.data.toy_images`` (the files ``tunesmith data toy-shapes`` writes with its
   defaults), generated into the cache on first use so the vlm recipes need no step before them.
@@ -55,6 +59,12 @@ _FILES: dict[str, str] = {
     "labnotes_general_heldout": "labnotes_general_heldout.jsonl",
     "serval_patients": "serval_patients.jsonl",
     "serval_patients_table": "serval_patients_table.jsonl",
+    "facts_triples": "facts_triples.jsonl",
+    "facts_train_triples": "facts_train_triples.jsonl",
+    "facts_forward": "facts_forward.jsonl",
+    "facts_heldout_forward": "facts_heldout_forward.jsonl",
+    "facts_heldout_reverse": "facts_heldout_reverse.jsonl",
+    "facts_heldout_2hop": "facts_heldout_2hop.jsonl",
 }
 _GENERATED: dict[str, tuple[str, ...]] = {"toy-shapes": ("pretrain", "sft", "heldout")}
 """Data sets written on demand (images are too many files to ship): family -> its JSONL parts."""
