@@ -7,6 +7,7 @@ what makes ``batch 8 x accum 1`` equal ``batch 2 x accum 4``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -224,3 +225,117 @@ def sequence_logps(
     if average:
         logps = logps / n_tokens.clamp(min=1).to(acc_dtype)
     return logps, n_tokens
+
+
+# ---- distillation -----------------------------------------------------------------------------
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+
+
+def distill_token_losses(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    kind: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Per-token divergence between teacher and student next-token distributions.
+
+    With ``s = log_softmax(student / T)`` and ``t = log_softmax(teacher / T)`` per row::
+
+        forward_kl  KL(t || s) = sum_v p_t (t - s)        (mean-seeking: cover the teacher)
+        reverse_kl  KL(s || t) = sum_v p_s (s - t)        (mode-seeking)
+        jsd         beta KL(t || m) + (1 - beta) KL(s || m),  m = beta p_t + (1 - beta) p_s
+
+    ``jsd`` is the generalised Jensen-Shannon divergence of GKD (Agarwal et al., 2024). Each value
+    is multiplied by ``T^2`` so that the gradients keep their size as ``T`` changes (Hinton et al.,
+    2015). The softmax and the sums run in float32 (float64 for float64 inputs).
+
+    Args:
+        student_logits: ``[n, vocab]`` student logits at the trained positions.
+        teacher_logits: ``[n, vocab]`` teacher logits at the same positions (no gradient needed).
+        kind: ``forward_kl``, ``reverse_kl`` or ``jsd``.
+        beta: the teacher's weight in the ``jsd`` mixture, strictly between 0 and 1.
+        temperature: softens both distributions (> 0).
+
+    Returns:
+        ``[n]`` divergences, one per position.
+
+    Raises:
+        ValueError: shapes that differ, an unknown ``kind``, ``beta`` or ``temperature`` out of
+            range.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} differ; the models must share one vocabulary"
+        )
+    if kind not in DIVERGENCES:
+        raise ValueError(f"kind {kind!r}: choose one of {', '.join(DIVERGENCES)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    acc = torch.promote_types(student_logits.dtype, torch.float32)
+    s = F.log_softmax(student_logits.to(acc) / temperature, dim=-1)
+    t = F.log_softmax(teacher_logits.to(acc) / temperature, dim=-1)
+    if kind == "forward_kl":
+        div = (t.exp() * (t - s)).sum(-1)
+    elif kind == "reverse_kl":
+        div = (s.exp() * (s - t)).sum(-1)
+    else:
+        if not 0 < beta < 1:
+            raise ValueError(f"beta must be strictly between 0 and 1 for jsd, got {beta}")
+        # log m in log space: no exp/log round trip for the tiny probabilities of a big vocab.
+        m = torch.logaddexp(t + math.log(beta), s + math.log(1 - beta))
+        div = beta * (t.exp() * (t - m)).sum(-1) + (1 - beta) * (s.exp() * (s - m)).sum(-1)
+    return div * temperature**2
+
+
+def distill_sum(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
+    token_weights: torch.Tensor | None = None,
+    *,
+    kind: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ce_weight: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed distillation objective over logits already cut to the trained positions.
+
+    ``objective = sum_i w_i (div_i + ce_weight * CE_i)`` with ``div_i`` from
+    ``distill_token_losses`` and ``CE_i`` the cross-entropy of the (untempered) student logits on
+    the label ``target_i``. As with ``ce_sum``, the loop divides by the step's trained tokens.
+
+    Returns:
+        ``(objective, divergence_sum, ce_sum)``: 0-dim tensors (the CE is summed even when
+        ``ce_weight`` is 0, for the log).
+    """
+    div = distill_token_losses(
+        student_logits, teacher_logits, kind=kind, beta=beta, temperature=temperature
+    )
+    ce = F.cross_entropy(student_logits.to(div.dtype), target, reduction="none")
+    if token_weights is not None:
+        w = token_weights.to(div.dtype)
+        div, ce = div * w, ce * w
+    div_sum, ce_total = div.sum(), ce.sum()
+    return div_sum + ce_weight * ce_total, div_sum, ce_total
+
+
+def token_distill_sum(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    **options: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``distill_sum`` over full ``[batch, seq, vocab]`` logits: ``(objective, trained tokens)``.
+
+    Only the positions whose next label is trained count (labels shift inside, as in
+    ``token_ce_sum``); ``options`` are ``distill_sum``'s keywords.
+    """
+    keep, target, token_weights = trained_targets(labels, weights)
+    objective, _div, _ce = distill_sum(
+        student_logits[keep], teacher_logits[keep], target, token_weights, **options
+    )
+    return objective, keep.sum()
