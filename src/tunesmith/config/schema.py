@@ -840,6 +840,12 @@ class ServalConfig(Section):
         "between 0.0 (very unlikely) and 1.0 (very likely).",
         description="User turn for read: parse.",
     )
+    calibrate: bool = Field(
+        True,
+        description="Centre the LLM's log-odds over the train records before thresholding "
+        "(removes a shared preference for one label word; the reported zero-shot accuracy is "
+        "the raw one, llm_acc_cal the centred one).",
+    )
     iterations: int = Field(3, ge=1, description="Annotate -> fit -> back-tune rounds.")
     warmup_steps: int = Field(
         0, ge=0, description="SFT steps on data.datasets before the first annotation (0: none)."
