@@ -1,0 +1,95 @@
+"""The per-iteration report: ``serval_report.json``, ``metrics.jsonl`` (one record per
+iteration, read by ``tunesmith compare`` as curves), ``eval/serval.json`` (the last iteration,
+a row of compare's metrics table), a Markdown table and a plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("iteration", "iter"),
+    ("llm_acc", "LLM acc"),
+    ("llm_auc", "LLM AUC"),
+    ("vertical_acc", "vertical acc"),
+    ("vertical_auc", "vertical AUC"),
+    ("agreement", "agreement"),
+    ("kept", "kept"),
+    ("clean", "clean"),
+    ("backtune_rows", "back-tune rows"),
+)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.3f}"
+    return "—" if value is None else str(value)
+
+
+def markdown(rows: Sequence[dict[str, Any]], upper: dict[str, float] | None) -> str:
+    """The iterations as a Markdown table, the supervised upper bound below it."""
+    lines = [
+        "| " + " | ".join(h for _, h in COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(_cell(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
+    if upper:
+        lines.append(
+            f"\nfully supervised vertical model (upper bound): acc {upper['acc']:.3f}, "
+            f"AUC {upper['auc']:.3f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write(run_dir: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float] | None) -> None:
+    """Write every report file of ``run_dir`` from the finished iterations ``rows``."""
+    clean = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in rows
+    ]
+    report = {"iterations": clean, "upper_bound": upper}
+    (run_dir / "serval_report.json").write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    (run_dir / "serval_report.md").write_text(markdown(rows, upper), "utf-8")
+    with (run_dir / "metrics.jsonl").open("w", encoding="utf-8") as f:
+        for r in clean:
+            record = {"step": r["iteration"]}
+            record.update({f"serval/{k}": v for k, v in r.items() if k != "iteration"})
+            f.write(json.dumps(record) + "\n")
+    if clean:
+        last = clean[-1]
+        metrics = {k: v for k, v in last.items() if isinstance(v, int | float) and v is not None}
+        if upper:
+            metrics.update({f"upper_{k}": v for k, v in upper.items()})
+        (run_dir / "eval").mkdir(exist_ok=True)
+        result = {"task": "serval", "name": "serval", "metrics": metrics, "n": last.get("test")}
+        (run_dir / "eval" / "serval.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(run_dir / "serval.png", rows, upper)
+
+
+def plot(path: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float] | None) -> None:
+    """Test accuracy of the LLM and of the vertical model per iteration (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    its = [r["iteration"] for r in rows]
+    for key, label in (("llm_acc", "LLM zero-shot"), ("vertical_acc", "vertical model")):
+        ys = [r.get(key) for r in rows]
+        pts = [(i, y) for i, y in zip(its, ys) if y is not None and not math.isnan(y)]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=label)
+    if upper:
+        ax.axhline(upper["acc"], linestyle="--", color="grey", label="supervised (upper bound)")
+    ax.axhline(0.5, linestyle=":", color="lightgrey")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.3, 1.0)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
