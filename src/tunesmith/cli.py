@@ -378,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tunesmith.infer.commands import add_commands as add_infer_commands
 
     add_infer_commands(sub)  # chat, export, serve
+    from tunesmith.serval.command import add_command as add_serval_command
+
+    add_serval_command(sub)  # serval (issue 21)
     return p
 
 
