@@ -44,6 +44,7 @@ def add_commands(subparsers: Any) -> None:
     y.add_argument("--heldout", type=int, default=90, help="held-out images (default 90)")
     y.add_argument("--seed", type=int, default=0)
     y.set_defaults(func=cmd_toy_shapes)
+    _add_graph(dsub)
 
 
 def _config_path(name: str) -> str:
@@ -134,4 +135,76 @@ def cmd_toy_shapes(args: argparse.Namespace) -> int:
 
     out = make_toy_shapes(args.out, train=args.train, heldout=args.heldout, seed=args.seed)
     print(f"wrote {args.train} training and {args.heldout} held-out images with captions to {out}")
+    return 0
+
+
+# ---- tunesmith data graph (issue 20: fact-graph augmentation) --------------------------------
+def _add_graph(dsub: Any) -> None:
+    """Register ``data graph``: triples -> samples + a graph report and picture."""
+    g = dsub.add_parser(
+        "graph",
+        help="facts (triples or sentences) -> forward/reversed/k-hop/negative QA + a graph report",
+    )
+    g.add_argument("triples", help="triples JSONL/CSV (subject, relation, object), .txt, builtin:")
+    g.add_argument("--out", required=True, help="folder for samples.jsonl, report.md, subgraph.png")
+    g.add_argument("--relations", help="relation table (JSON/YAML; default: the built-in one)")
+    g.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["forward", "reverse", "hop"],
+        help="forward reverse hop negative (default: forward reverse hop)",
+    )
+    g.add_argument("--max-hops", type=int, default=2, help="longest composed path (default 2)")
+    g.add_argument("--langs", nargs="+", default=["en"], help="en and/or zh (default en)")
+    g.add_argument("--negatives", type=int, default=1, help="false claims per fact (default 1)")
+    g.add_argument("--no-hop-inverse", action="store_true", help="hops along stated facts only")
+    g.add_argument(
+        "--columns", nargs="*", default=[], metavar="FIELD=COLUMN", help="e.g. subject=head"
+    )
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--nodes", type=int, default=12, help="entities in the picture (default 12)")
+    g.set_defaults(func=cmd_graph)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Generate the samples of a fact graph, with its report and a sample-subgraph picture."""
+    from pydantic import ValidationError
+
+    from tunesmith.config.schema import AugmentConfig
+    from tunesmith.data.augment.mix import build
+    from tunesmith.data.augment.report import draw_subgraph, make_report
+    from tunesmith.errors import ConfigError
+
+    columns: dict[str, str] = {}
+    for item in args.columns:
+        field, sep, column = item.partition("=")
+        if not sep or not field or not column:
+            raise ConfigError(f"--columns {item!r}: write FIELD=COLUMN, e.g. subject=head")
+        columns[field] = column
+    try:
+        aug = AugmentConfig(
+            triples=args.triples,
+            relations=args.relations,
+            columns=columns or None,
+            kinds=args.kinds,
+            max_hops=args.max_hops,
+            langs=args.langs,
+            negatives=args.negatives,
+            hop_inverse=not args.no_hop_inverse,
+            seed=args.seed,
+        )
+    except ValidationError as e:
+        err = e.errors()[0]
+        flag = "--" + str(err["loc"][0]).replace("_", "-")
+        raise ConfigError(f"{flag}: {err['msg']}") from None
+    fg, samples, removed = build(aug, "data graph")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = "".join(json.dumps(s.conversation(), ensure_ascii=False) + "\n" for s in samples)
+    (out / "samples.jsonl").write_text(rows, encoding="utf-8", newline="\n")
+    report = make_report(fg, samples, removed)
+    (out / "report.md").write_text(report.markdown(), encoding="utf-8")
+    picture = draw_subgraph(fg, out / "subgraph.png", args.nodes)
+    print(report.markdown(), end="")
+    print(f"\nwrote {len(samples)} samples to {out / 'samples.jsonl'}, the report and {picture}")
     return 0
