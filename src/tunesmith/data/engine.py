@@ -56,6 +56,10 @@ def prepare(
             ``data.allow_drop`` is off (``report.refusal()``); ``data stats`` passes ``False`` and
             shows the reason instead.
     """
+    if cfg.augment:  # fact-graph samples become sources like any other (data/augment/mix.py)
+        from tunesmith.data.augment.mix import expand
+
+        cfg = expand(cfg, stage)
     if stage in ("dpo", "orpo", "simpo", "kto"):
         from tunesmith.data.pairs import prepare_pairs  # imports torch
 
