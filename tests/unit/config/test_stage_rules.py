@@ -102,6 +102,18 @@ REFUSED = [
     ("sft", ["eval.val_split=0.1", "data.val_size=0.2"], "eval.val_split", "data.val_size"),
     ("sft", ["eval.val_split=0.1", "data.val_size=0"], "eval.val_split", "data.val_size"),
     ("sft", ["eval.early_stopping_patience=2"], "eval.early_stopping_patience", "val_size"),
+    # distillation (issue 20)
+    ("distill", [], "method.distill.teacher", "needs a teacher"),
+    (
+        "distill",
+        ["method.distill.teacher=t", "method.distill.beta=0.3"],
+        "method.distill.beta",
+        "jsd",
+    ),
+    ("distill", ["method.distill.teacher=t", "train.ce_impl=chunked"], "train.ce_impl", "logits"),
+    ("distill", ["method.distill.teacher=t", "train.compile=true"], "train.compile", "compile"),
+    ("sft", ["method.distill.teacher=t"], "method.distill.teacher", "stage distill"),
+    ("dpo", ["method.distill.temperature=2"], "method.distill.temperature", "stage distill"),
 ]
 
 
@@ -143,6 +155,19 @@ ACCEPTED = [
     ("vlm_sft", ["train.gradient_checkpointing=true", "data.loss_weights={'A:': 2}"]),
     # vlm batches group by length as text batches do (data/shard.py)
     ("vlm_sft", ["data.packing=false", "data.group_by_length=true"]),
+    # distillation: every setting of its own, and the SFT baseline of the distill-tiny recipe
+    (
+        "distill",
+        [
+            "method.distill.teacher=t",
+            "method.distill.kind=jsd",
+            "method.distill.beta=0.3",
+            "method.distill.teacher_4bit=true",
+            "train.ce_impl=logits",
+            "train.pass_tokens=512",
+        ],
+    ),
+    ("sft", ["method.distill.teacher=null"]),
 ]
 
 
