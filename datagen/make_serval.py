@@ -14,6 +14,12 @@ The same patients are written twice:
 - ``serval_patients_table.jsonl``: ``{"id", "split", "label", <feature columns>}``, the same
   record as a table row (what a tabular vertical model reads).
 
+- ``serval_textbook.jsonl``: ``TEXTBOOK`` other fictional patients (not in any split) as chat
+  conversations, the task's question answered by the rule itself (no noise). The demo's warm-up
+  reads a share of them: the stand-in for the domain knowledge a real LLM brings from
+  pretraining, which a random tiny model lacks (without some, the loop has nothing to start
+  from).
+
 Splits: ``train`` (labels unused by SERVAL), ``val`` (a few may be used for early stopping),
 ``test`` (held out, for the report). Every record is made up for this project.
 """
@@ -31,6 +37,11 @@ if __package__ in (None, ""):  # `python datagen/<script>.py`: let it `import da
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "src" / "tunesmith" / "data" / "builtin"
 SEED = 20260421
+TEXTBOOK_SEED = 20260422
+TEXTBOOK = 400
+#: The demo recipe's serval.prompt (the textbook conversations ask the same question).
+PROMPT = "{text}\nDoes this patient have the condition? Answer yes or no."
+LABEL_WORDS = ("no", "yes")
 SPLITS: tuple[tuple[str, int], ...] = (("train", 600), ("val", 100), ("test", 300))
 PATIENTS = sum(n for _, n in SPLITS)
 GLUCOSE_CUT = 115
@@ -64,10 +75,12 @@ def rule(row: dict[str, Any]) -> int:
     return int(high_glucose or (row["bmi"] >= BMI_CUT and row["age"] >= AGE_CUT))
 
 
-def make_patients(seed: int = SEED) -> list[dict[str, Any]]:
+def make_patients(
+    seed: int = SEED, splits: list[str] | None = None, noise: float = NOISE
+) -> list[dict[str, Any]]:
     """Every patient as a table row with ``id``, ``split``, the features and the noisy label."""
     rng = Random(seed)
-    splits = [name for name, n in SPLITS for _ in range(n)]
+    splits = splits or [name for name, n in SPLITS for _ in range(n)]
     rows = []
     for i, split in enumerate(splits):
         age = rng.randint(20, 85)
@@ -88,7 +101,7 @@ def make_patients(seed: int = SEED) -> list[dict[str, Any]]:
             "exercise": rng.randint(0, 9),
         }
         label = rule(row)
-        if rng.random() < NOISE:
+        if rng.random() < noise:
             label = 1 - label
         row["label"] = label
         row["template"] = rng.randrange(len(TEMPLATES))
@@ -128,6 +141,20 @@ def table_records(patients: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def textbook_records() -> list[dict[str, Any]]:
+    """``serval_textbook.jsonl`` rows: other patients, the question answered by the rule."""
+    patients = make_patients(TEXTBOOK_SEED, ["textbook"] * TEXTBOOK, noise=0.0)
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": PROMPT.replace("{text}", as_text(p))},
+                {"role": "assistant", "content": LABEL_WORDS[p["label"]]},
+            ]
+        }
+        for p in patients
+    ]
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """JSON lines, one object per line."""
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -139,6 +166,7 @@ def outputs() -> dict[str, str]:
     return {
         "serval_patients.jsonl": render(text_records(patients)),
         "serval_patients_table.jsonl": render(table_records(patients)),
+        "serval_textbook.jsonl": render(textbook_records()),
     }
 
 

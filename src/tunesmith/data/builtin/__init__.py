@@ -21,7 +21,8 @@ bytes every time); only the files ship.
   in ``general`` for the general-data perplexity (``datagen/make_labnotes.py``).
 - ``serval_patients`` / ``serval_patients_table``: synthetic patient records (text, and the same
   patients as table rows) with a hidden diagnosis rule and label noise, split train/val/test, for
-  ``tunesmith serval`` (``datagen/make_serval.py``).
+  ``tunesmith serval`` (``datagen/make_serval.py``); ``serval_textbook``: other patients'
+  questions answered by the rule, the demo warm-up's stand-in for pretraining knowledge.
 - ``facts_triples`` / ``facts_train_triples``: fictional facts (student, mentor, mentor's
   hometown; made-up names) as triples, all and the training chains only; ``facts_forward``: their
   forward questions as conversations; ``facts_heldout_forward`` / ``_reverse`` / ``_2hop``: eval
@@ -59,6 +60,7 @@ _FILES: dict[str, str] = {
     "labnotes_general_heldout": "labnotes_general_heldout.jsonl",
     "serval_patients": "serval_patients.jsonl",
     "serval_patients_table": "serval_patients_table.jsonl",
+    "serval_textbook": "serval_textbook.jsonl",
     "facts_triples": "facts_triples.jsonl",
     "facts_train_triples": "facts_train_triples.jsonl",
     "facts_forward": "facts_forward.jsonl",
