@@ -850,6 +850,16 @@ class ServalConfig(Section):
     warmup_steps: int = Field(
         0, ge=0, description="SFT steps on data.datasets before the first annotation (0: none)."
     )
+    warmup_data: list[DatasetConfig] = Field(
+        default_factory=list,
+        description="Sources added to data.datasets in the warm-up only (not in back-tuning "
+        "mixes), e.g. domain knowledge a random tiny LLM lacks (builtin:serval_textbook).",
+    )
+    warmup_full: bool = Field(
+        True,
+        description="The warm-up fine-tunes every weight (a stand-in for pretraining) whatever "
+        "method.type the back-tunings use; false: the warm-up uses method too.",
+    )
     max_train: int | None = Field(None, ge=1, description="Use at most this many train rows.")
     val_labels: int = Field(
         0,
@@ -863,6 +873,8 @@ class ServalConfig(Section):
 
     @model_validator(mode="after")
     def _table_when_needed(self) -> ServalConfig:
+        if self.warmup_data and not self.warmup_steps:
+            raise ValueError("warmup_data needs warmup_steps > 0 (the warm-up that reads it)")
         if self.vertical.kind == "table" and not self.table:
             raise ValueError("vertical.kind 'table' needs serval.table (a JSONL of features)")
         if "{text}" not in self.prompt:
