@@ -805,6 +805,9 @@ class ServalBacktuneConfig(Section):
     max_steps: int | None = Field(
         None, ge=1, description="Steps per back-tuning (default: train.max_steps / epochs)."
     )
+    lr: float | None = Field(
+        None, gt=0, description="Learning rate of the back-tunings (default: train.lr)."
+    )
 
 
 class ServalConfig(Section):
