@@ -40,6 +40,9 @@ TINY_RESULT = {
     "labnotes-notes-long": "partly",
     "labnotes-mix-short": "partly",
     "labnotes-mix-long": "partly",
+    # Reversal-curse experiment (issue 20): made-up facts; reversed/2-hop only when augmented (README)
+    "reversal-forward": "partly",
+    "reversal-augmented": "partly",
     "sft-lora": "demo",
     "dpo-lora": "demo",
     "kto-lora": "demo",
