@@ -438,6 +438,25 @@ class MethodConfig(Section):
     distill: DistillConfig = Field(default_factory=lambda: DistillConfig())
 
 
+class OptimArgs(Section):
+    """Settings of the memory-lean optimisers (``train.optim``; ``train/optim.py``)."""
+
+    rank: int = Field(128, ge=1, description="galore/apollo: rank of the projected state.")
+    update_proj_gap: int = Field(200, ge=1, description="galore/apollo: steps between projections.")
+    scale: float = Field(0.25, gt=0, description="galore/apollo: scale of the projected update.")
+    proj_type: Literal["std", "reverse_std", "right", "left", "full"] = Field(
+        "std", description="galore/apollo: which side of each matrix is projected."
+    )
+    apollo_proj: Literal["random", "svd"] = Field("random", description="apollo: the projection.")
+    scale_type: Literal["channel", "tensor"] = Field(
+        "channel", description="apollo: learning-rate scaling per channel or per tensor."
+    )
+    block_switch_every: int = Field(50, ge=1, description="badam: steps before the next block.")
+    block_switch_mode: Literal["ascending", "descending", "random", "fixed"] = Field(
+        "ascending", description="badam: the order decoder layers take their turn in."
+    )
+
+
 class TrainConfig(Section):
     """Optimiser, schedule and loop settings."""
 
@@ -451,6 +470,22 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    optim: Literal[
+        "adamw",
+        "adamw_8bit",
+        "paged_adamw",
+        "paged_adamw_8bit",
+        "galore_adamw",
+        "galore_adamw_8bit",
+        "apollo_adamw",
+        "badam",
+    ] = Field(
+        "adamw",
+        description="adamw (torch); adamw_8bit / paged_adamw / paged_adamw_8bit (bitsandbytes); "
+        "galore_adamw / galore_adamw_8bit (galore-torch, 8-bit needs CUDA); apollo_adamw "
+        "(apollo-torch); badam (block-wise full fine-tuning).",
+    )
+    optim_args: OptimArgs = Field(default_factory=OptimArgs)
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
@@ -928,6 +963,25 @@ class RunConfig(Section):
                         ("eval", "early_stopping_patience"),
                         self.eval.early_stopping_patience,
                         "needs a validation split (data.val_size) and eval.every",
+                    )
+                ]
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _optim_method(self) -> RunConfig:
+        # The projected / block-wise optimisers act on base weights; adapters have none to give.
+        o, kind = self.train.optim, self.method.type
+        need = {"badam": ("full",), "galore_adamw": ("full", "freeze")}
+        need["galore_adamw_8bit"] = need["apollo_adamw"] = need["galore_adamw"]
+        if o in need and kind not in need[o]:
+            raise _rule_error(
+                [
+                    (
+                        ("train", "optim"),
+                        o,
+                        f"trains base weights (method.type {' or '.join(need[o])}); method.type "
+                        f"is {kind}: use adamw, adamw_8bit or paged_adamw with adapters",
                     )
                 ]
             )
