@@ -377,6 +377,13 @@ class GRPOConfig(Section):
     rewards: list[RewardSpec] = Field(
         default_factory=lambda: [RewardSpec(kind="exact")], min_length=1
     )
+    warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="SFT steps on the prompts' answers before RL, for a model that cannot yet "
+        "answer in the format the rewards check (0: none).",
+    )
+    warmup_lr: float | None = Field(None, gt=0, description="Warm-up learning rate (train.lr).")
 
 
 # ---- distillation (stage distill; issue 20) ---------------------------------------------------
@@ -1227,6 +1234,15 @@ def rl_problems(cfg: RunConfig) -> list[Problem]:
                         "give it as module:function",
                     )
                 )
+        if g.warmup_steps and g.beta and m.type in ("lora", "qlora"):
+            out.append(
+                (
+                    ("method", "grpo", "warmup_steps"),
+                    g.warmup_steps,
+                    "with LoRA the reference (adapters off) is the model before the warm-up; "
+                    "set method.grpo.beta 0, or warm up in a separate sft run",
+                )
+            )
         names = [r.name or r.kind for r in g.rewards]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
