@@ -45,6 +45,7 @@ def add_commands(subparsers: Any) -> None:
     y.add_argument("--seed", type=int, default=0)
     y.set_defaults(func=cmd_toy_shapes)
     _add_graph(dsub)
+    _add_synth(dsub)
 
 
 def _config_path(name: str) -> str:
@@ -207,4 +208,33 @@ def cmd_graph(args: argparse.Namespace) -> int:
     picture = draw_subgraph(fg, out / "subgraph.png", args.nodes)
     print(report.markdown(), end="")
     print(f"\nwrote {len(samples)} samples to {out / 'samples.jsonl'}, the report and {picture}")
+    return 0
+
+
+# ---- tunesmith data synth (issue 20: teacher synthesis) --------------------------------------
+def _add_synth(dsub: Any) -> None:
+    """Register ``data synth``: a teacher endpoint answers / rephrases / writes QA from docs."""
+    s = dsub.add_parser(
+        "synth",
+        help="a teacher model (any OpenAI-compatible endpoint) answers questions, rephrases "
+        "samples or writes QA from documents; cached, filtered, with a token/cost report",
+    )
+    s.add_argument("config", help="synth YAML (endpoint, jobs, filters, out)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. endpoint.concurrency=2")
+    s.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    s.set_defaults(func=cmd_synth)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Run a synth config; write its JSONL and ``<out>.report.json``; print the report."""
+    from tunesmith.data.synth.config import load_synth_config
+    from tunesmith.data.synth.run import synthesise
+
+    cfg = load_synth_config(args.config, args.overrides)
+    rows, report = synthesise(cfg)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(report.markdown(), end="")
+        print(f"\nwrote {len(rows)} samples to {cfg.out}")
     return 0
