@@ -15,6 +15,10 @@ MODULE = {
     "uvicorn": "uvicorn",
     "sacrebleu": "sacrebleu",
     "rouge-score": "rouge_score",
+    "galore-torch": "galore_torch",
+    "apollo-torch": "apollo_torch",
+    "badam": "badam",
+    "gguf": "gguf",
 }
 INDIRECT = {"tensorboard": "Accelerate's tracker imports it for train.report_to: tensorboard"}
 
