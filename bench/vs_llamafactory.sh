@@ -49,8 +49,9 @@
 # Steps: one epoch is ~40 steps of 8 packed rows (314-315 rows); up to 39 steps keep the timed
 # window inside the first epoch (no short last batch, no re-packing between epochs).
 #
-# Environment: LF_VENV (reuse/keep the LLaMA-Factory venv there), STEPS (30), WARMUP (2), ROUNDS (2:
-# the three benchmark runs are repeated in turn and each tool keeps its fastest round),
+# Environment: LF_VENV (reuse/keep the LLaMA-Factory venv there), STEPS (30), WARMUP (2), ROUNDS (3:
+# the three benchmark runs are repeated in turn, A B C C B A A B C ..., and each tool keeps its
+# median round; every round is listed with the load other processes put on the machine),
 # RUN_TIMEOUT (seconds per training run, 900), TUNESMITH (the tunesmith executable; default the
 # repo's .venv), PYTHON (to create the LF venv; python3), KEEP_WORK=1 (keep the temp dir: logs,
 # configs, metrics; its path goes to stderr).
@@ -86,7 +87,7 @@ LF_PINS=(
   safetensors
 )
 STEPS=${STEPS:-30}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
 LR=1.0e-4
@@ -305,8 +306,8 @@ lf_run xcheck_lf_default --xcheck
 lf_run xcheck_lf_neat_packing --xcheck
 ts_run xcheck_tunesmith
 # Shared machines drift (the same run measured 1.3 s/step one minute and 2 s/step the next), so
-# the three runs go in ROUNDS rounds, one of each in turn, and each tool keeps its best round:
-# every tool gets the same chance at the quietest moments.
+# the three runs go in ROUNDS rounds, one of each in turn, and each tool keeps its median round
+# (not its best: one lucky quiet minute must not decide a ratio); each round's load is listed.
 summarize_round() { # NAME ROUND: its summary and usage as NAME.rROUND.{summary,usage}
   local name=$1 r=$2
   if [[ $name == tunesmith ]]; then
@@ -317,7 +318,7 @@ summarize_round() { # NAME ROUND: its summary and usage as NAME.rROUND.{summary,
   fi
   "$TS_PY" "$HELPER" usage "$WORK/$name.time" "$WORK/$name.busy0" "$WORK/$name.busy1" >"$WORK/$name.r$r.usage"
 }
-say "benchmark runs ($STEPS steps, first $WARMUP not timed; $ROUNDS rounds, best round kept):"
+say "benchmark runs ($STEPS steps, first $WARMUP not timed; $ROUNDS rounds, median round kept):"
 bench_run() { # NAME ROUND
   if [[ $1 == tunesmith ]]; then ts_run tunesmith; else lf_run "$1"; fi
   summarize_round "$1" "$2"
@@ -335,10 +336,10 @@ for name in xcheck_lf_default xcheck_lf_neat_packing; do
   "$TS_PY" "$HELPER" lf-summary "$WORK/$name.json" "$WARMUP" >"$WORK/$name.summary"
 done
 for name in lf_default lf_neat_packing tunesmith; do
-  best=$("$TS_PY" "$HELPER" best "$WORK" "$name" "$ROUNDS")
-  cp "$WORK/$name.r$best.summary" "$WORK/$name.summary"
-  cp "$WORK/$name.r$best.usage" "$WORK/$name.usage"
-  [[ $name == tunesmith ]] && cp "$WORK/$name.r$best.log" "$WORK/$name.log"
+  mid=$("$TS_PY" "$HELPER" median "$WORK" "$name" "$ROUNDS")
+  cp "$WORK/$name.r$mid.summary" "$WORK/$name.summary"
+  cp "$WORK/$name.r$mid.usage" "$WORK/$name.usage"
+  [[ $name == tunesmith ]] && cp "$WORK/$name.r$mid.log" "$WORK/$name.log"
 done
 
 say "script time: $((SECONDS - T_SCRIPT))s (LLaMA-Factory venv: ${T_INSTALL}s)"

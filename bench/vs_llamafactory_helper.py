@@ -256,17 +256,24 @@ def usage(time_v: str, busy0: str, busy1: str) -> None:
     print(json.dumps(info))
 
 
-def best(work: str, name: str, rounds: int) -> None:
-    """Print the round (1-based) in which ``name`` ran fastest; list every round on stderr."""
-    rates = [
-        json.loads((Path(work) / f"{name}.r{r}.summary").read_text(encoding="utf-8"))[
-            "tokens_per_s"
-        ]
-        for r in range(1, rounds + 1)
-    ]
-    listed = ", ".join(f"{x:,.0f}" for x in rates)
+def median(work: str, name: str, rounds: int) -> None:
+    """Print the round (1-based) whose rate is the median of ``name``'s rounds.
+
+    Every round is listed on stderr with the load other processes put on the machine during it,
+    so a round slowed by a neighbour is visible. The median (lower median for an even count)
+    rather than the best round: one lucky quiet moment must not decide a ratio.
+    """
+    w = Path(work)
+    rates, others = [], []
+    for r in range(1, rounds + 1):
+        summary = json.loads((w / f"{name}.r{r}.summary").read_text(encoding="utf-8"))
+        used = json.loads((w / f"{name}.r{r}.usage").read_text(encoding="utf-8"))
+        rates.append(summary["tokens_per_s"])
+        others.append(used["others_cores"])
+    listed = ", ".join(f"{x:,.0f} (others {o:.2f} cores)" for x, o in zip(rates, others))
     print(f"  {name:16s} rounds: {listed} real tokens/s", file=sys.stderr)
-    print(max(range(rounds), key=lambda i: rates[i]) + 1)
+    order = sorted(range(rounds), key=lambda i: rates[i])
+    print(order[(rounds - 1) // 2] + 1)
 
 
 def report(work: str, steps: int, warmup: int) -> None:
@@ -368,8 +375,8 @@ def main() -> None:
         busy()
     elif cmd == "usage":
         usage(rest[0], rest[1], rest[2])
-    elif cmd == "best":
-        best(rest[0], rest[1], int(rest[2]))
+    elif cmd == "median":
+        median(rest[0], rest[1], int(rest[2]))
     else:
         raise SystemExit(f"unknown subcommand {cmd}")
 
