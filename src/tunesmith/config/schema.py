@@ -88,7 +88,8 @@ class ModelConfig(Section):
 
     name: str = Field(
         "builtin:tiny-qwen2",
-        description="Hub id, local path, or builtin:tiny-llama / builtin:tiny-qwen2 (offline).",
+        description="Hub id, local path, or builtin:tiny-llama / builtin:tiny-qwen2 / "
+        "builtin:tiny-qwen2-narrow (offline).",
     )
     tokenizer: str | None = Field(None, description="Tokenizer path if it differs from the model.")
     template: str | None = Field(
@@ -391,7 +392,9 @@ class DistillConfig(Section):
     """Logit distillation from a teacher with the same tokenizer (stage ``distill``)."""
 
     teacher: str | None = Field(
-        None, description="The teacher: a run directory, a model folder or builtin:... (required)."
+        None,
+        description="The teacher (required): a run directory, a model folder, builtin:..., or a "
+        "config (YAML file or recipe name) trained first unless its run already finished.",
     )
     kind: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
         "forward_kl",

@@ -191,17 +191,24 @@ def _model_config(spec: TinySpec, tokenizer):  # -> PretrainedConfig
     return LlamaConfig(**common)
 
 
+# Other shapes with the same tokenizer: a half-width student for distillation (issue 20).
+VARIANTS = {
+    "qwen2-narrow": TinySpec(hidden_size=128, intermediate_size=384, num_heads=4, num_kv_heads=2)
+}
+
+
 def resolve_builtin(name: str) -> Path:
-    """Map ``builtin:tiny-qwen2`` / ``builtin:tiny-llama`` to a cached build, building if needed."""
+    """Map ``builtin:tiny-qwen2`` / ``builtin:tiny-llama`` / ``builtin:tiny-qwen2-narrow`` to a
+    cached build, building if needed."""
     key = name[len(BUILTIN_PREFIX) :] if name.startswith(BUILTIN_PREFIX) else name
     arch = key.removeprefix("tiny-")
-    if not key.startswith("tiny-") or arch not in ARCHS:
-        valid = ", ".join(f"{BUILTIN_PREFIX}tiny-{a}" for a in ARCHS)
+    if not key.startswith("tiny-") or (arch not in ARCHS and arch not in VARIANTS):
+        valid = ", ".join(f"{BUILTIN_PREFIX}tiny-{a}" for a in (*ARCHS, *VARIANTS))
         raise ConfigError(f"model.name {name!r}: unknown built-in model; choose one of {valid}")
     builtin_notice(f"{BUILTIN_PREFIX}{key}")
     if arch == "llava":
         return resolve_tiny_vlm()
-    spec = TinySpec(arch=arch)
+    spec = VARIANTS.get(arch) or TinySpec(arch=arch)
     path = cache_root() / "models" / f"tiny-{arch}-{build_fingerprint(spec)}"
     if not (path / "config.json").is_file() or _damaged(path):
         build_tiny(path, spec)
