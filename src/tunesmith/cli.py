@@ -43,6 +43,9 @@ TINY_RESULT = {
     # Reversal-curse experiment (issue 20): made-up facts; reversed/2-hop only when augmented (README)
     "reversal-forward": "partly",
     "reversal-augmented": "partly",
+    # Distillation demo: the teacher (general chat), then the half-width student distilled from it
+    "distill-teacher-tiny": "partly",
+    "distill-tiny": "partly",
     "sft-lora": "demo",
     "dpo-lora": "demo",
     "kto-lora": "demo",
