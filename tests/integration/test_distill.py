@@ -143,3 +143,58 @@ def test_teacher_in_4bit(tmp_path: Path, tiny_qwen2: Path) -> None:
     with torch.no_grad():
         logits = teacher(input_ids=torch.tensor([[5, 17, 42]])).logits
     assert torch.isfinite(logits).all()
+
+
+def test_builtin_narrow_student_shares_the_tokenizer(tiny_qwen2: Path) -> None:
+    from transformers import AutoConfig
+
+    from tunesmith.model.tiny import resolve_builtin
+
+    narrow = resolve_builtin("builtin:tiny-qwen2-narrow")
+    assert AutoConfig.from_pretrained(narrow).hidden_size == 128
+    assert AutoConfig.from_pretrained(tiny_qwen2).hidden_size == 256
+    distill.check_same_tokenizer(load_tokenizer(str(narrow)), load_tokenizer(str(tiny_qwen2)))
+
+
+@pytest.mark.slow
+def test_a_teacher_config_is_trained_first_then_reused(tmp_path: Path, tiny_qwen2: Path) -> None:
+    import yaml
+
+    teacher_dir = tmp_path / "teacher-run"
+    teacher_yaml = tmp_path / "teacher.yaml"
+    tree = config(teacher_dir, tiny_qwen2, stage="sft").model_dump(mode="json", exclude_unset=True)
+    tree["train"]["max_steps"] = 2
+    teacher_yaml.write_text(yaml.safe_dump(tree), "utf-8")
+    said: list[str] = []
+    cfg = config(tmp_path / "d1", tiny_qwen2, teacher=str(teacher_yaml))
+    cfg.train.max_steps = 1
+    run = distill.run(cfg, console=_Console(said), show_progress=False)
+    assert f"teacher: training {teacher_yaml} first, into {teacher_dir}" in said
+    assert json.loads((teacher_dir / "train_summary.json").read_text())["steps"] == 2
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert saved["method"]["distill"]["teacher"] == str(teacher_dir)  # what was really loaded
+    stamp = (teacher_dir / "train_summary.json").stat().st_mtime_ns
+    said.clear()
+    cfg2 = config(tmp_path / "d2", tiny_qwen2, teacher=str(teacher_yaml))
+    cfg2.train.max_steps = 1
+    distill.run(cfg2, console=_Console(said), show_progress=False)
+    assert f"teacher: {teacher_yaml} already trained in {teacher_dir}" in said
+    assert (teacher_dir / "train_summary.json").stat().st_mtime_ns == stamp  # not retrained
+    # A distill config as the teacher is refused in one line.
+    student_yaml = tmp_path / "student.yaml"
+    student_yaml.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), "utf-8")
+    cfg = config(tmp_path / "d3", tiny_qwen2, teacher=str(tiny_qwen2))
+    bad = config(tmp_path / "d3", tiny_qwen2, teacher=str(student_yaml))
+    with pytest.raises(ConfigError, match=r"^method\.distill\.teacher: .* is itself a distill"):
+        distill.prepare_teacher(bad, print, False)
+    assert distill.prepare_teacher(cfg, print, False) == str(tiny_qwen2)  # a model: as is
+
+
+class _Console:
+    """Collects what a run says."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def print(self, *parts: object, **_: object) -> None:
+        self.lines.append(" ".join(str(p) for p in parts))

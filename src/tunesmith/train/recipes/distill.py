@@ -17,6 +17,7 @@ can be a run directory (its LoRA adapter is merged), a model folder or ``builtin
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +34,52 @@ from tunesmith.train.session import Session, TrainResult
 WHAT = "method.distill.teacher"
 
 
+def teacher_config(name: str) -> str | None:
+    """The config file ``name`` stands for (a YAML path or a shipped recipe name), or ``None``
+    when it names a model (a run directory, a model folder, ``builtin:...``, a hub id)."""
+    from tunesmith.recipes import resolve_config_arg
+
+    path = Path(resolve_config_arg(name))
+    return str(path) if path.suffix in (".yaml", ".yml") and path.is_file() else None
+
+
+def prepare_teacher(cfg: RunConfig, say: Any, show_progress: bool) -> str:
+    """What to load as the teacher: ``method.distill.teacher`` itself, or, when it names a
+    config, that config's run directory, trained first (a finished run of the same config is
+    reused, so the teacher trains once for any number of students).
+
+    The teacher's training takes the student's ``train.threads`` (the machine is the same).
+
+    Raises:
+        ConfigError: the teacher config is itself a distillation, or its run directory holds
+            another run (the message names the teacher's output.dir).
+    """
+    from tunesmith import api
+    from tunesmith.runs import is_run_dir, load_run
+
+    name = str(cfg.method.distill.teacher)
+    path = teacher_config(name)
+    if path is None:
+        return name
+    tcfg = api.load_config(path)
+    if tcfg.method.stage == "distill":
+        raise ConfigError(f"{WHAT}: {name} is itself a distill config; give the teacher's own")
+    tcfg.train.threads = tcfg.train.threads or cfg.train.threads
+    run_dir = Path(tcfg.output.run_dir)
+
+    def same(other: RunConfig) -> bool:
+        skip = {"train": {"threads"}, "output": {"overwrite"}}
+        return other.model_dump(exclude=skip) == tcfg.model_dump(exclude=skip)
+
+    if is_run_dir(run_dir):
+        record = load_run(run_dir)
+        if record.finished and same(record.config):
+            say(f"teacher: {name} already trained in {run_dir}")
+            return str(run_dir)
+    say(f"teacher: training {name} first, into {run_dir}")
+    return str(api.train(tcfg, progress=show_progress).run_dir)
+
+
 def load_teacher(cfg: RunConfig, student_tokenizer: Any, *, varlen: bool) -> Any:
     """The frozen teacher in eval mode, after checking it shares the student's tokenizer."""
     from tunesmith.config.schema import QuantConfig
@@ -41,7 +88,7 @@ def load_teacher(cfg: RunConfig, student_tokenizer: Any, *, varlen: bool) -> Any
     from tunesmith.model.source import load_tokenizer_from, locate
 
     name = str(cfg.method.distill.teacher)
-    where = locate(name)
+    where = locate(name)  # a model (prepare_teacher turned a teacher config into its run)
     check_same_tokenizer(load_tokenizer_from(where.tokenizer or where.base), student_tokenizer)
     quant = QuantConfig() if cfg.method.distill.teacher_4bit else None
     model = load_model(
@@ -181,6 +228,11 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.train.loop import resolve_pass_tokens
 
     check_stage_settings(cfg)  # the schema's rules (load_config ran them)
+    say = console.print if console is not None else print
+    teacher_name = prepare_teacher(cfg, say, show_progress)  # before the student's run starts
+    if teacher_name != cfg.method.distill.teacher:
+        cfg = cfg.model_copy(deep=True)
+        cfg.method.distill.teacher = teacher_name
     session = Session.start(cfg, console)
     tc, k, accelerator = cfg.train, cfg.method.distill, session.accelerator
 
