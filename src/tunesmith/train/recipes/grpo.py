@@ -68,13 +68,24 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         )
 
     # 2. Model, what trains, the reference, the rewards.
-    model = session.load_model()
+    model = apply_method(session.load_model(), cfg.method)
+    warm: dict[str, float] = {}
+    if g.warmup_steps:
+        # Also on resume (deterministic): a full-tuning reference is the warmed-up model; the
+        # checkpoint then restores the trained weights, optimiser and RNG.
+        from tunesmith.train.rl.warmup import run_warmup
+
+        model.to(accelerator.device)
+        warm = run_warmup(cfg, model, renderer, prompts.train, accelerator)
+        session.say(
+            f"warm-up: {g.warmup_steps} SFT steps on {int(warm['warmup/samples'])} answers, "
+            f"loss {warm['warmup/loss_first']:.3f} -> {warm['warmup/loss_last']:.3f}"
+        )
     frozen = None
-    if g.beta and cfg.method.type not in ("lora", "qlora"):
+    if g.beta and cfg.method.type not in ("lora", "qlora"):  # LoRA: the adapters switched off
         frozen = copy.deepcopy(model).eval().requires_grad_(False)
-    model = apply_method(model, cfg.method)
     reference = "none" if not g.beta else ("copy" if frozen is not None else "adapter")
-    rewards = build_rewards(g.rewards, max_new_tokens=g.max_new_tokens)
+    rewards = build_rewards(g.rewards, max_new_tokens=g.max_new_tokens, device=accelerator.device)
     session.say(
         f"method: grpo with {cfg.method.type}; {param_report(model)}; reference: {reference}; "
         f"rewards: {', '.join(f'{r.name} x{r.weight:g}' for r in rewards)}"
@@ -114,7 +125,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
 
         # The held-out reward before any update: the value the run starts from.
         MetricsLog(session.run_dir / "metrics.jsonl").write(
-            {"step": 0, **step.evaluate(prompts.val)}
+            {"step": 0, **warm, **step.evaluate(prompts.val)}
         )
     loop = session.train(
         opt,

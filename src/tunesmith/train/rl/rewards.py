@@ -112,9 +112,10 @@ def function_reward(spec: str, where: str) -> RewardFn:
 
 
 def build_rewards(
-    specs: Sequence[Any], *, max_new_tokens: int, renderer_tokenizer: Any = None
+    specs: Sequence[Any], *, max_new_tokens: int, device: Any = "cpu"
 ) -> list[Reward]:
-    """``Reward`` objects for ``method.grpo.rewards`` (errors name the config path)."""
+    """``Reward`` objects for ``method.grpo.rewards`` (errors name the config path);
+    reward models are loaded onto ``device``."""
     out = []
     for i, spec in enumerate(specs):
         where = f"method.grpo.rewards.{i}"
@@ -129,7 +130,7 @@ def build_rewards(
         elif spec.kind == "model":
             from tunesmith.train.rl.reward_model import model_reward
 
-            fn = model_reward(spec.path, f"{where}.path", renderer_tokenizer)
+            fn = model_reward(spec.path, f"{where}.path", device)
         else:
             from tunesmith.train.rl.endpoint import endpoint_reward
 

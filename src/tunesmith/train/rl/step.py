@@ -196,6 +196,10 @@ class GRPOStep:
             "gen_s": round(t_gen, 3),
             "train_s": round(t_train, 3),
         }
+        for r in self.rewards:  # endpoint rewards: replies that carried no grade (scored 0)
+            take = getattr(r.fn, "take_unparsed", None)
+            if take is not None:
+                metrics[f"rewards/{r.name}/unparsed"] = float(take())
         self.write_samples(rows)
         return StepStats(
             loss=float(sums[0]) / max(units, 1.0),
