@@ -46,6 +46,9 @@ TINY_RESULT = {
     # Distillation demo: the teacher (general chat), then the half-width student distilled from it
     "distill-teacher-tiny": "partly",
     "distill-tiny": "partly",
+    # Online RL (issue 19): pairwise accuracy above chance; GRPO after an SFT warm-up (README)
+    "rm-lora": "partly",
+    "grpo-lora": "partly",
     "sft-lora": "demo",
     "dpo-lora": "demo",
     "kto-lora": "demo",
