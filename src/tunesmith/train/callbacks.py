@@ -85,6 +85,9 @@ def format_stats(stats: dict[str, float]) -> str:
         text += "  acc {:.2f}".format(stats["rewards/accuracies"])
     if "rewards/margins" in stats:
         text += "  margin {:.3f}".format(stats["rewards/margins"])
+    if "reward" in stats:  # GRPO: the step's mean combined reward and completion length
+        text += "  reward {:.3f}".format(stats["reward"])
+        text += "  len {:.1f}".format(stats.get("completion_length", 0.0))
     return text
 
 
