@@ -2,7 +2,11 @@
 
 The folder holds sharded safetensors, ``config.json``, a generation config that stops at the
 template's end-of-turn tokens, the tokenizer with the training chat template, a short model card
-(``README.md``) and an Ollama ``Modelfile``. It loads with plain ``transformers``. A
+(``README.md``) and an Ollama ``Modelfile``. It loads with plain ``transformers``. With
+``fmt="gguf"`` the folder also holds ``model-<quant>.gguf`` (``export/gguf.py``) and the
+Modelfile's ``FROM`` names it; with ``quant="bnb-4bit"``/``"bnb-8bit"`` the safetensors are
+bitsandbytes-quantised (``transformers`` reloads them with bitsandbytes installed; Ollama cannot
+import them, so there is no Modelfile). A
 vision-language (LLaVA) run exports the same way with its processor instead of a tokenizer
 (``AutoModelForImageTextToText`` + ``AutoProcessor``), and without a Modelfile: Ollama does not
 import LLaVA safetensors.
@@ -20,6 +24,8 @@ from tunesmith.atomic import replace_dir
 from tunesmith.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16", "float16")
+FORMATS = ("hf", "gguf")
+BNB_QUANTS = {"bnb-4bit": 4, "bnb-8bit": 8}
 
 
 @dataclass
@@ -74,6 +80,8 @@ def export(
     max_shard_size: str | int = "2GB",
     adapter_only: bool = False,
     force: bool = False,
+    fmt: str = "hf",
+    quant: str | None = None,
 ) -> ExportResult:
     """Write ``run_or_model`` (a run directory, or a base model plus ``adapter``) to ``out``.
 
@@ -85,6 +93,9 @@ def export(
         max_shard_size: largest safetensors shard, e.g. ``"500MB"``.
         adapter_only: copy the adapter (no merge), e.g. for quantized bases.
         force: replace a non-empty ``out``.
+        fmt: ``hf`` (safetensors folder) or ``gguf`` (the folder plus one GGUF file).
+        quant: ``gguf``: ``f16`` (default), ``bf16``, ``f32``, ``q8_0``, ``q4_0``, ``q4_k_m``;
+            ``hf``: ``bnb-4bit`` (NF4, double quantisation) or ``bnb-8bit``.
     """
     from tunesmith.infer.vision import is_vlm_target
     from tunesmith.model.source import locate
@@ -99,6 +110,7 @@ def export(
     run_dir = where.run.dir if where.run is not None else None
     if adapter_only and not where.adapter:
         raise ConfigError(f"{run_or_model}: --adapter-only needs a LoRA run or --adapter PATH")
+    gguf_quant, bnb_bits = _check_format(fmt, quant, adapter_only=adapter_only, vision=vision)
 
     with replace_dir(out, prefix=f".{out.name}-") as tmp:
         if adapter_only:
@@ -109,8 +121,15 @@ def export(
             merged, model, tokenizer = _merge_and_save_vlm(
                 run_or_model, where, tmp, dtype, max_shard_size
             )
+        elif bnb_bits:
+            merged, model, tokenizer = _merge_and_quantize(where, tmp, bnb_bits, max_shard_size)
         else:
             merged, model, tokenizer = _merge_and_save(where, tmp, dtype, max_shard_size)
+        source = "."
+        if gguf_quant:
+            from tunesmith.export.gguf import gguf_name, write_gguf
+
+            source = f"./{write_gguf(tmp, tmp / gguf_name(gguf_quant), gguf_quant).path.name}"
         _write_extras(
             tmp,
             where,
@@ -118,10 +137,60 @@ def export(
             model,
             tokenizer,
             adapter_only=adapter_only,
-            dtype=dtype,
+            dtype=dtype if not bnb_bits else str(quant),
             vision=vision,
+            source=source,
+            ollama=not bnb_bits,
         )
     return ExportResult(out, merged, sorted(p.name for p in out.iterdir()))
+
+
+def _check_format(
+    fmt: str, quant: str | None, *, adapter_only: bool, vision: bool
+) -> tuple[str | None, int | None]:
+    """``(gguf quant, bitsandbytes bits)`` for ``--format``/``--quant``, or a one-line refusal."""
+    from tunesmith.export.gguf import QUANTS
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if fmt == "gguf":
+        if adapter_only or vision:
+            what = "--adapter-only" if adapter_only else "a vision-language run"
+            raise ConfigError(f"--format gguf: not for {what}; GGUF holds a merged text model")
+        quant = quant or "f16"
+        if quant not in QUANTS:
+            raise ConfigError(
+                f"--quant {quant}: for --format gguf choose one of {', '.join(QUANTS)}"
+            )
+        return quant, None
+    if quant is None:
+        return None, None
+    if quant not in BNB_QUANTS:
+        hint = " (GGUF quants need --format gguf)" if quant in QUANTS else ""
+        raise ConfigError(
+            f"--quant {quant}: for --format hf choose one of {', '.join(BNB_QUANTS)}{hint}; "
+            "GPTQ/AWQ need a GPU and their own packages (see README)"
+        )
+    if adapter_only or vision:
+        what = "--adapter-only" if adapter_only else "a vision-language run"
+        raise ConfigError(f"--quant {quant}: not for {what}")
+    return None, BNB_QUANTS[quant]
+
+
+def _merge_and_quantize(where: Any, tmp: Path, bits: int, shard: str | int) -> Any:
+    """Merge in float32 into a scratch folder, reload it through bitsandbytes, save that."""
+    import tempfile
+
+    from tunesmith.config.schema import QuantConfig
+    from tunesmith.model.loader import load_model
+
+    with tempfile.TemporaryDirectory(prefix=".merged-", dir=tmp.parent) as scratch:
+        merged, _, tokenizer = _merge_and_save(where, Path(scratch), None, shard)
+        model = load_model(scratch, dtype="float32", quant=QuantConfig(bits=bits), what="--quant")
+        model.config.use_cache = True
+        model.save_pretrained(tmp, max_shard_size=shard)
+    tokenizer.save_pretrained(tmp)
+    return merged, model, tokenizer
 
 
 def _tokenizer(where: Any) -> Any:
@@ -193,8 +262,13 @@ def _write_extras(
     adapter_only: bool,
     dtype: str | None,
     vision: bool,
+    source: str = ".",
+    ollama: bool = True,
 ) -> None:
-    """Generation config, model card and (for text models) the Ollama Modelfile."""
+    """Generation config, model card and (for text models) the Ollama Modelfile.
+
+    ``source``: the Modelfile's ``FROM`` (``.``: this folder's safetensors; ``./model-*.gguf``).
+    """
     from tunesmith.export.card import base_names, model_card, training_root
     from tunesmith.export.modelfile import adapter_base, modelfile
     from tunesmith.export.stops import run_stops, stop_token_ids
@@ -224,14 +298,14 @@ def _write_extras(
         adapter_only=adapter_only,
         dtype=dtype or weights,
         vision=vision,
-        ollama=not vision,
+        ollama=ollama and not vision,
     )
     (tmp / "README.md").write_text(card, encoding="utf-8")
-    if vision:
+    if vision or not ollama:
         return
     system = where.run.system if where.run is not None else None
     stop_text = [t for t in tokenizer.convert_ids_to_tokens(stops) if t]
-    source, notes = ".", []
+    notes: list[str] = []
     if adapter_only:  # FROM is the base, which Ollama must be able to open
         base = base_names(config, where.base)[0]
         source, notes = adapter_base(base, training_root(run_dir, config))

@@ -132,10 +132,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         max_shard_size=opts.max_shard_size,
         adapter_only=opts.adapter_only,
         force=args.force,
+        fmt=getattr(args, "format", "hf"),
+        quant=getattr(args, "quant", None),
     )
     what = "merged model" if result.merged else "adapter" if opts.adapter_only else "model"
     print(f"wrote {what} to {result.out}: {', '.join(result.files)}")
-    modelfile = "Modelfile" in result.files  # none for vision models
+    modelfile = "Modelfile" in result.files  # none for vision models and bnb quants
     ollama = f"   |   ollama create NAME -f {result.out}/Modelfile" if modelfile else ""
     print(f"try: tunesmith chat {result.out}{ollama}")
     return 0
@@ -151,6 +153,18 @@ def add_export(sub: Any) -> argparse.ArgumentParser:
     e.add_argument("--max-shard-size", help="e.g. 500MB, 2GB (default: export.max_shard_size)")
     e.add_argument("--adapter-only", action="store_true", help="copy the adapter, no merge")
     e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.add_argument(
+        "--format",
+        default="hf",
+        choices=["hf", "gguf"],
+        help="gguf: also write model-QUANT.gguf (llama.cpp, Ollama); the Modelfile uses it",
+    )
+    e.add_argument(
+        "--quant",
+        metavar="Q",
+        help="gguf: f16 (default), bf16, f32, q8_0, q4_0, q4_k_m (needs llama-cpp-python); "
+        "hf: bnb-4bit or bnb-8bit (bitsandbytes safetensors)",
+    )
     e.set_defaults(func=cmd_export)
     return e
 
