@@ -61,6 +61,9 @@ def sft_tree(
     general_share: float,
     out_dir: Path,
     max_steps: int | None,
+    lr: float | None = None,
+    method_type: str | None = None,
+    extra_sources: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The SFT config (as a dict for ``load_config``) of one back-tuning or the warm-up.
 
@@ -72,6 +75,10 @@ def sft_tree(
         general_share: the share of the mix taken from ``data.datasets``.
         out_dir: the SFT run directory.
         max_steps: steps (``None``: the run's ``train`` section decides).
+        lr: the learning rate (``None``: ``train.lr``).
+        method_type: ``method.type`` instead of the run's (the warm-up's ``full``).
+        extra_sources: ``data.datasets`` entries added to the mix (the warm-up's
+            ``serval.warmup_data``).
     """
     tree = json.loads(json.dumps(base))  # a deep copy
     tree.pop("serval", None)
@@ -80,6 +87,11 @@ def sft_tree(
     tree["output"] = {"dir": str(out_dir), "overwrite": True}
     if max_steps is not None:
         tree["train"]["max_steps"] = max_steps
+    if lr is not None:
+        tree["train"]["lr"] = lr
+    if method_type is not None:
+        tree["method"]["type"] = method_type
+    tree["data"]["datasets"] = [*tree["data"]["datasets"], *(dict(d) for d in extra_sources)]
     if task_file is not None:
         general = [dict(d) for d in tree["data"]["datasets"]]
         n_general = round(task_rows * general_share / (1 - general_share))

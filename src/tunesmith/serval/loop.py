@@ -10,6 +10,7 @@ Run directory (``output.dir``)::
     iter_K/run, iter_K/llm   the SFT run and the merged LLM it gives (the next iteration's LLM)
     iter_K/result.json       written last: the iteration is finished
     serval_report.json/.md, serval.png, metrics.jsonl, eval/serval.json
+    model -> iter_N/llm      the final LLM (read by compare, chat, eval)
 
 A rerun of the same config continues after the last finished iteration (its cached annotations
 and back-tuned model reused); ``overwrite`` starts again.
@@ -161,7 +162,9 @@ def fit_vertical(
         rng.shuffle(shuffled)
         n_hold = max(int(len(shuffled) * nz.holdout), 1)
         held, fit_rows = sorted(shuffled[:n_hold]), sorted(shuffled[n_hold:])
-        holdout = ([x[i] for i in held], [probs[i] for i in held])
+        # Early stopping on the held-out confident rows' hard labels: their soft labels sit near
+        # 0.5 for a weak LLM, and fitting those would stop at a model that is never confident.
+        holdout = ([x[i] for i in held], [float(probs[i] >= 0.5) for i in held])
     weights = noisy.weights_for(probs, nz.weights)
 
     def fit(rows: list[int]) -> tuple[Any, dict[str, Any]]:
@@ -218,8 +221,11 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Say = print) -> list[di
                 general_share=0,
                 out_dir=run_dir / "warmup" / "run",
                 max_steps=sv.warmup_steps,
+                method_type="full" if sv.warmup_full else None,
+                extra_sources=[d.model_dump(mode="json") for d in sv.warmup_data],
             )
-            say(f"warm-up: {sv.warmup_steps} SFT steps on data.datasets")
+            extra = " + serval.warmup_data" if sv.warmup_data else ""
+            say(f"warm-up: {sv.warmup_steps} SFT steps on data.datasets{extra}")
             backtune.train_and_export(tree, llm_dir, say)
         llm = str(llm_dir)
 
@@ -276,6 +282,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Say = print) -> list[di
                 general_share=sv.backtune.general_share,
                 out_dir=it_dir / "run",
                 max_steps=sv.backtune.max_steps,
+                lr=sv.backtune.lr,
             )
             backtune.train_and_export(tree, llm_dir, say)
             llm = str(llm_dir)
@@ -284,11 +291,26 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Say = print) -> list[di
         _write_json(it_dir / "result.json", row)
         rows.append(row)
         report.write(run_dir, rows, upper)
-    final = annotations(run_dir / "final_annotations.json", llm, {"test": test}, cfg, say)
+    # The LLM the last back-tuning gave, measured like the others (train read for the centring).
+    final = annotations(run_dir / "final_annotations.json", llm, used, cfg, say)
     if rows and "final_llm_acc" not in rows[-1]:
+        shift = log_odds_mean(final["train"]) if sv.calibrate else 0.0
         rows[-1]["final_llm_acc"] = accuracy(final["test"], test.labels)
+        rows[-1]["final_llm_acc_cal"] = accuracy(centre(final["test"], shift), test.labels)
         rows[-1]["final_llm_auc"] = roc_auc(final["test"], test.labels)
         _write_json(run_dir / f"iter_{len(rows)}" / "result.json", rows[-1])
     report.write(run_dir, rows, upper)
+    link_model(run_dir, Path(llm))
     say(report.markdown(rows, upper))
     return rows
+
+
+def link_model(run_dir: Path, llm: Path) -> None:
+    """``run_dir/model``: the final LLM (a relative link), so that ``tunesmith compare``,
+    ``chat`` and ``eval`` read the serval run like a training run."""
+    link = run_dir / "model"
+    if not llm.is_dir() or run_dir.resolve() not in llm.resolve().parents:
+        return  # the LLM was never trained here (no warm-up, nothing back-tuned)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(llm.resolve().relative_to(run_dir.resolve()), target_is_directory=True)

@@ -13,6 +13,7 @@ from typing import Any
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("iteration", "iter"),
     ("llm_acc", "LLM acc"),
+    ("llm_acc_cal", "LLM acc (centred)"),
     ("llm_auc", "LLM AUC"),
     ("vertical_acc", "vertical acc"),
     ("vertical_auc", "vertical AUC"),
@@ -36,6 +37,13 @@ def markdown(rows: Sequence[dict[str, Any]], upper: dict[str, float] | None) -> 
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
     lines += ["| " + " | ".join(_cell(r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
+    last = rows[-1] if rows else {}
+    if "final_llm_acc" in last:
+        lines.append(
+            f"\nLLM after the last back-tuning: acc {_cell(last['final_llm_acc'])}, "
+            f"acc (centred) {_cell(last.get('final_llm_acc_cal'))}, "
+            f"AUC {_cell(last.get('final_llm_auc'))}"
+        )
     if upper:
         lines.append(
             f"\nfully supervised vertical model (upper bound): acc {upper['acc']:.3f}, "
@@ -70,7 +78,7 @@ def write(run_dir: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float]
 
 
 def plot(path: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float] | None) -> None:
-    """Test accuracy of the LLM and of the vertical model per iteration (PNG)."""
+    """Test accuracy (and the LLM's AUC) of the LLM and of the vertical model per iteration."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,7 +86,13 @@ def plot(path: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float] | N
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     its = [r["iteration"] for r in rows]
-    for key, label in (("llm_acc", "LLM zero-shot"), ("vertical_acc", "vertical model")):
+    lines = (
+        ("llm_acc", "LLM zero-shot acc"),
+        ("llm_acc_cal", "LLM acc (centred)"),
+        ("llm_auc", "LLM AUC"),
+        ("vertical_acc", "vertical acc"),
+    )
+    for key, label in lines:
         ys = [r.get(key) for r in rows]
         pts = [(i, y) for i, y in zip(its, ys) if y is not None and not math.isnan(y)]
         if pts:
@@ -87,7 +101,7 @@ def plot(path: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float] | N
         ax.axhline(upper["acc"], linestyle="--", color="grey", label="supervised (upper bound)")
     ax.axhline(0.5, linestyle=":", color="lightgrey")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel("test accuracy / AUC")
     ax.set_ylim(0.3, 1.0)
     ax.legend(fontsize=8)
     fig.tight_layout()
