@@ -70,3 +70,33 @@ def test_text_model_trains_its_head_on_soft_labels(tiny_qwen2: object) -> None:
     q = model.predict_proba(["case 99: glucose high", "case 98: glucose low"])
     assert q[0] > q[1]  # learned which word decides
     assert log_loss(model.predict_proba(texts), soft) < log_loss([0.5] * 24, soft)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fit_vertical_on_texts_keeps_the_confident_rows(tiny_qwen2: object) -> None:
+    from tunesmith.api import load_config
+    from tunesmith.serval.loop import fit_vertical
+    from tunesmith.serval.records import Records
+
+    n = 24
+    texts = tuple(f"case {i}: glucose {'high' if i % 2 else 'low'}" for i in range(n))
+    train = Records(tuple(map(str, range(n))), texts, tuple(i % 2 for i in range(n)), None)
+    # The LLM's labels: confident and right on 16 rows, unsure (and wrong) on the other 8.
+    probs = [(0.95 if i % 2 else 0.05) if i < 16 else (0.45 if i % 2 else 0.55) for i in range(n)]
+    cfg = load_config(
+        "serval-demo",
+        "serval.vertical.kind=text",
+        f"serval.vertical.text_model={tiny_qwen2}",
+        "serval.vertical.epochs=3",
+        "serval.vertical.lr=2e-3",
+        "serval.vertical.batch_size=8",
+        "serval.noise.threshold=0.9",
+        "serval.noise.min_kept=4",
+        "serval.noise.gmm=false",
+    )
+    model, info = fit_vertical(train, probs, cfg, None, seed=0)
+    assert info["kept"] == 16 and info["kept_acc"] == 1.0
+    assert info["clean"] == 16 - max(int(16 * 0.2), 1)  # a fifth held out for early stopping
+    assert 1 <= info["rounds"] <= 3
+    q = model.predict_proba(["case 99: glucose high", "case 98: glucose low"])
+    assert q[0] > q[1]
