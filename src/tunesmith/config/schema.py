@@ -381,8 +381,9 @@ class GRPOConfig(Section):
     warmup_steps: int = Field(
         0,
         ge=0,
-        description="SFT steps on the prompts' answers before RL, for a model that cannot yet "
-        "answer in the format the rewards check (0: none).",
+        description="Full fine-tuning steps on the prompts' answers before RL, for a model "
+        "that cannot yet answer in the format the rewards check; the warmed-up model is the "
+        "reference and what LoRA adapts (0: none).",
     )
     warmup_lr: float | None = Field(None, gt=0, description="Warm-up learning rate (train.lr).")
 
@@ -1237,13 +1238,13 @@ def rl_problems(cfg: RunConfig) -> list[Problem]:
                         "give it as module:function",
                     )
                 )
-        if g.warmup_steps and g.beta and m.type in ("lora", "qlora"):
+        if g.warmup_steps and m.type == "qlora":
             out.append(
                 (
                     ("method", "grpo", "warmup_steps"),
                     g.warmup_steps,
-                    "with LoRA the reference (adapters off) is the model before the warm-up; "
-                    "set method.grpo.beta 0, or warm up in a separate sft run",
+                    "the warm-up fine-tunes the full weights, which qlora keeps in 4 bits; "
+                    "set it to 0 and start from an sft run's model",
                 )
             )
         names = [r.name or r.kind for r in g.rewards]
