@@ -196,8 +196,39 @@ SERVE_FLAGS = (
 )
 
 
+def cmd_serve_vllm(args: argparse.Namespace) -> int:
+    """``--backend vllm``: the same target behind ``vllm serve`` (``infer/vllm_backend.py``)."""
+    import tempfile
+
+    from tunesmith.config.load import run_section
+    from tunesmith.infer.vllm_backend import plan_vllm, run_vllm, vllm_available
+
+    if not vllm_available():
+        raise ConfigError(
+            "--backend vllm: vllm is not installed (pip install vllm, on a CUDA GPU machine); "
+            "the default backend serves the same API"
+        )
+    opts: Any = run_section(args.model, "serve", {k: getattr(args, k) for k in SERVE_FLAGS})
+    with tempfile.TemporaryDirectory(prefix="tunesmith-vllm-") as work:
+        plan = plan_vllm(
+            args.model,
+            parse_adapters(args.adapter),
+            host=opts.host,
+            port=opts.port,
+            api_key=args.api_key or os.environ.get(opts.api_key_env) or None,
+            dtype=args.dtype,
+            bits=args.bits,
+            max_batch=opts.max_batch,
+            workdir=work,
+        )
+        print(f"serving {', '.join(plan.served)} with vLLM on http://{opts.host}:{opts.port}/v1")
+        return run_vllm(plan)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve an OpenAI-compatible API."""
+    if getattr(args, "backend", "tunesmith") == "vllm":
+        return cmd_serve_vllm(args)
     try:
         from tunesmith.infer.server import Limits, serve
     except ImportError as exc:
@@ -258,6 +289,12 @@ def add_serve(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--host", help="default 127.0.0.1 (serve.host)")
     s.add_argument("--port", type=int, help="default 8000 (serve.port)")
     s.add_argument("--api-key", help=f"require Authorization: Bearer KEY (or ${API_KEY_ENV})")
+    s.add_argument(
+        "--backend",
+        default="tunesmith",
+        choices=["tunesmith", "vllm"],
+        help="vllm: run vLLM's OpenAI server on the same run/adapters (needs vllm and a GPU)",
+    )
     _model_args(s)
     s.add_argument("--max-batch", type=int, help="sequences decoded together (default 32)")
     s.add_argument("--max-tokens", type=int, help="largest max_tokens accepted (default 4096)")
