@@ -62,6 +62,15 @@ class EndpointConfig(Section):
         0.0, ge=0, description="Price per million completion tokens (the cost report)."
     )
 
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(
+                f"{v!r} is not an http(s) URL; give the API's base, e.g. http://127.0.0.1:8000/v1"
+            )
+        return v
+
 
 class _Job(Section):
     """What every job has: its kind, input, prompt template and an optional system message."""

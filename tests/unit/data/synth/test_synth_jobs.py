@@ -270,6 +270,10 @@ def test_bad_configs_fail_in_one_line(tmp_path: Path, teacher: tuple[str, Teache
         ({"jobs": [{"type": "nope", "data": "d"}]}, r"jobs\.0"),
         ({"jobs": []}, r"jobs: List should have at least 1 item"),
         ({"jobs": [{"type": "answer", "data": "d"}], "filters": {"regex": "("}}, "regex: "),
+        (
+            {"jobs": [{"type": "answer", "data": "d"}], "endpoint": {"url": "h:1", "model": "m"}},
+            r"endpoint\.url: 'h:1' is not an http\(s\) URL",
+        ),
     ]
     for tree, pattern in cases:
         with pytest.raises(ConfigError) as info:
