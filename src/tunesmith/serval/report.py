@@ -100,6 +100,7 @@ def plot(path: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float] | N
     if upper:
         ax.axhline(upper["acc"], linestyle="--", color="grey", label="supervised (upper bound)")
     ax.axhline(0.5, linestyle=":", color="lightgrey")
+    ax.set_xticks(its)
     ax.set_xlabel("iteration")
     ax.set_ylabel("test accuracy / AUC")
     ax.set_ylim(0.3, 1.0)
