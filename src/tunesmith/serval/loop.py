@@ -10,7 +10,7 @@ Run directory (``output.dir``)::
     iter_K/run, iter_K/llm   the SFT run and the merged LLM it gives (the next iteration's LLM)
     iter_K/result.json       written last: the iteration is finished
     serval_report.json/.md, serval.png, metrics.jsonl, eval/serval.json
-    model -> iter_N/llm      the final LLM (read by compare, chat, eval)
+    model -> iter_N/llm      the final LLM (so `tunesmith compare` reads the run as finished)
 
 A rerun of the same config continues after the last finished iteration (its cached annotations
 and back-tuned model reused); ``overwrite`` starts again.

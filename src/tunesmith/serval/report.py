@@ -104,7 +104,7 @@ def plot(path: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float] | N
     ax.set_xlabel("iteration")
     ax.set_ylabel("test accuracy / AUC")
     ax.set_ylim(0.3, 1.0)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
