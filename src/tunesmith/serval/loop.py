@@ -306,8 +306,8 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Say = print) -> list[di
 
 
 def link_model(run_dir: Path, llm: Path) -> None:
-    """``run_dir/model``: the final LLM (a relative link), so that ``tunesmith compare``,
-    ``chat`` and ``eval`` read the serval run like a training run."""
+    """``run_dir/model``: the final LLM (a relative link), so that ``tunesmith compare`` and
+    the inference engine (``Engine.load(run_dir)``) read the serval run like a training run."""
     link = run_dir / "model"
     if not llm.is_dir() or run_dir.resolve() not in llm.resolve().parents:
         return  # the LLM was never trained here (no warm-up, nothing back-tuned)
