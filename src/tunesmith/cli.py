@@ -40,7 +40,8 @@ TINY_RESULT = {
     "labnotes-notes-long": "partly",
     "labnotes-mix-short": "partly",
     "labnotes-mix-long": "partly",
-    # Reversal-curse experiment (issue 20): made-up facts; reversed/2-hop only when augmented (README)
+    # Reversal-curse experiment (issue 20): made-up facts; reversed/2-hop only when augmented
+    # (README)
     "reversal-forward": "partly",
     "reversal-augmented": "partly",
     # Distillation demo: the teacher (general chat), then the half-width student distilled from it
@@ -269,6 +270,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 # ---- parser ---------------------------------------------------------------------------------
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Exact parameter counts and a memory estimate per device (issue 23)."""
+    from tunesmith.config.load import load_config
+    from tunesmith.model.estimate import estimate, report
+
+    cfg = load_config(resolve_config_arg(args.config), args.overrides)
+    target = args.target
+    if args.measure:
+        import torch
+
+        if args.devices != 1 or args.sharding not in ("none", "ddp"):
+            raise ConfigError("--measure: runs on this one device; drop --devices/--sharding")
+        target = "gpu" if torch.cuda.is_available() else "cpu"
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+    est = estimate(cfg, devices=args.devices, sharding=args.sharding, target=target)
+    print(report(cfg, est))
+    if args.measure:
+        from tunesmith.model.estimate import error_line, measure
+
+        print(error_line(est, measure(cfg, steps=args.steps)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (kept free of heavy imports)."""
     p = argparse.ArgumentParser(
@@ -384,12 +409,34 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--max-new-tokens", type=int, help="default: the runs' eval.max_new_tokens")
     cmp.set_defaults(func=cmd_compare)
 
+    # ---- estimate (issue 23) ----
+    est = sub.add_parser("estimate", help="parameter counts and memory per device before training")
+    est.add_argument("config", help="config file or recipe name")
+    est.add_argument("overrides", nargs="*", help="dotted overrides, e.g. method.type=qlora")
+    est.add_argument("--devices", type=int, default=1, help="data-parallel devices")
+    est.add_argument(
+        "--sharding",
+        default="none",
+        choices=["none", "ddp", "zero2", "zero3", "fsdp", "fsdp-offload"],
+    )
+    est.add_argument("--target", default="gpu", choices=["gpu", "cpu"])
+    est.add_argument(
+        "--measure",
+        action="store_true",
+        help="also run real steps here (CUDA if present, else CPU) and print the error",
+    )
+    est.add_argument("--steps", type=int, default=2, help="--measure: optimiser steps")
+    est.set_defaults(func=cmd_estimate)
+
     from tunesmith.infer.commands import add_commands as add_infer_commands
 
     add_infer_commands(sub)  # chat, export, serve
     from tunesmith.serval.command import add_command as add_serval_command
 
     add_serval_command(sub)  # serval (issue 21)
+    from tunesmith.board.command import add_commands as add_board_commands
+
+    add_board_commands(sub)  # board (issue 22)
     return p
 
 
