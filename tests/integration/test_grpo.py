@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def write_reward_module(folder: Path) -> str:
@@ -95,3 +96,37 @@ def test_grpo_rule_errors(tiny_qwen2: Path, tmp_path: Path) -> None:
     bad = config(tmp_path, tiny_qwen2, rewards=[{"kind": "function", "function": "nope_mod:f"}])
     with pytest.raises(ConfigError, match=r"method.grpo.rewards.0.function: cannot import"):
         tunesmith.train(tunesmith.load_config(bad), progress=False)
+
+
+def test_grpo_warmup_teaches_the_answers_first(
+    tmp_path: Path, tiny_qwen2: Path, one_torch_thread
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    import tunesmith
+
+    tree = config(tmp_path, tiny_qwen2, beta=0.1, warmup_steps=6, warmup_lr=1e-3)
+    tree["train"]["max_steps"] = 1
+    result = tunesmith.train(tunesmith.load_config(tree), progress=False)
+    run = result.run_dir
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    start = records[0]
+    assert start["step"] == 0 and "val_reward" in start
+    assert start["warmup/samples"] == 20 and start["warmup/skipped"] == 0  # 24 - 4 held out
+    assert start["warmup/loss_last"] < start["warmup/loss_first"]
+    assert (run / "rewards.png").is_file()
+    # The adapter belongs to the warmed-up weights: the run saves them merged, and the saved
+    # model is the trained policy.
+    assert not (run / "adapter").exists()
+    saved = AutoModelForCausalLM.from_pretrained(run / "model").eval()
+    ids = torch.tensor([[1, 5, 9, 11, 3]])
+    with torch.no_grad():
+        want = result.model.eval()(input_ids=ids).logits
+        assert torch.allclose(saved(input_ids=ids).logits, want, atol=1e-4)
+        base = AutoModelForCausalLM.from_pretrained(tiny_qwen2)(input_ids=ids).logits
+    assert float((base - want).abs().max()) > 1e-2  # the warm-up changed the base weights
+
+    bad = config(tmp_path, tiny_qwen2, warmup_steps=6)
+    bad["method"]["type"] = "qlora"
+    with pytest.raises(Exception, match="warm-up fine-tunes the full weights"):
+        tunesmith.load_config(bad)

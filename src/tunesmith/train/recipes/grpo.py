@@ -68,11 +68,11 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         )
 
     # 2. Model, what trains, the reference, the rewards.
-    model = apply_method(session.load_model(), cfg.method)
+    model = session.load_model()
     warm: dict[str, float] = {}
     if g.warmup_steps:
-        # Also on resume (deterministic): a full-tuning reference is the warmed-up model; the
-        # checkpoint then restores the trained weights, optimiser and RNG.
+        # Full fine-tuning before the method (rl/warmup.py); repeated on resume, as checkpoints
+        # hold only the trainable weights.
         from tunesmith.train.rl.warmup import run_warmup
 
         model.to(accelerator.device)
@@ -84,6 +84,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     frozen = None
     if g.beta and cfg.method.type not in ("lora", "qlora"):  # LoRA: the adapters switched off
         frozen = copy.deepcopy(model).eval().requires_grad_(False)
+    model = apply_method(model, cfg.method)
     reference = "none" if not g.beta else ("copy" if frozen is not None else "adapter")
     rewards = build_rewards(g.rewards, max_new_tokens=g.max_new_tokens, device=accelerator.device)
     session.say(
@@ -136,11 +137,22 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     )
 
     def summary(loop: Any) -> str:
+        from tunesmith.train.rl.plots import plot_grpo
+
         records = loop.log.read()
+        plot_grpo(records, session.run_dir / "rewards.png")
         first = next((r for r in records if "reward" in r), {})
         last = next((r for r in reversed(records) if "reward" in r), {})
         val = next((r for r in reversed(records) if "val_reward" in r), {})
         text = f", reward {first['reward']:.3f} -> {last['reward']:.3f}" if last else ""
         return text + (f", held-out reward {val['val_reward']:.3f}" if val else "")
 
-    return session.finish(loop, opt.model, tokenizer, renderer, summary=summary)
+    save = None
+    if g.warmup_steps and cfg.method.type == "lora":
+        # The adapter belongs to the warmed-up weights, not to model.name: save them merged.
+        from tunesmith.train.rl.reward_model import save_merged
+
+        def save(unwrapped: Any, _state: Any) -> Any:
+            return save_merged(unwrapped, tokenizer, session.run_dir)
+
+    return session.finish(loop, opt.model, tokenizer, renderer, save=save, summary=summary)

@@ -114,7 +114,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     from tunesmith.train.rl.reward_model import (
         apply_rm_method,
         load_for_training,
-        save_reward_model,
+        save_merged,
     )
 
     check_stage_settings(cfg)
@@ -172,6 +172,6 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         opt.model,
         tokenizer,
         renderer,
-        save=lambda unwrapped, _state: save_reward_model(unwrapped, tokenizer, session.run_dir),
+        save=lambda unwrapped, _state: save_merged(unwrapped, tokenizer, session.run_dir),
         summary=summary,
     )

@@ -104,11 +104,13 @@ def bradley_terry(chosen: Any, rejected: Any, center_coef: float = 0.0) -> Any:
     return losses
 
 
-def save_reward_model(model: Any, tokenizer: Any, run_dir: Path) -> Path:
-    """Write ``<run>/model``: the LoRA merged into the weights, head included, and the tokenizer.
+def save_merged(model: Any, tokenizer: Any, run_dir: Path) -> Path:
+    """Write ``<run>/model``: the LoRA merged into the weights (a reward model's head
+    included) and the tokenizer; the training model is left as it was.
 
-    Merging keeps the saved folder a standard sequence-classification checkpoint (no peft
-    needed to load it); the training model is left as it was.
+    Stage rm saves this way so the folder is a standard sequence-classification checkpoint (no
+    peft needed to load it); a GRPO run with a warm-up, because its adapter belongs to the
+    warmed-up weights rather than to ``model.name``.
     """
     import copy
 

@@ -1,12 +1,16 @@
-"""GRPO's optional warm-up: a few SFT steps on the prompts' answers before RL.
+"""GRPO's optional warm-up: a few full fine-tuning steps on the prompts' answers before RL.
 
 Group-relative advantages need rewards that differ within a group; a model that never produces
 the format the rule rewards check (a freshly initialised one, or a base model far from the task)
 gets all-zero groups and no gradient. ``method.grpo.warmup_steps`` first teaches the answer
 format with the ordinary next-token loss on ``prompt -> answer`` (the prompts' ``answer``
-fields), on the same trainable weights, with its own optimiser (the RL optimiser starts fresh).
+fields). It fine-tunes the whole model before the method is applied, so the warmed-up model is
+both what LoRA adapts and the reference (adapters off, or the frozen copy), as if an SFT run had
+come first; its optimiser is its own (the RL optimiser starts fresh). It needs the memory of
+full fine-tuning: for a large model, train an sft run and start GRPO from its model instead.
 
-It runs only when a run starts fresh: a resumed run's checkpoint already holds its result.
+Checkpoints hold the trainable weights only, so a resumed run repeats the (deterministic)
+warm-up before the checkpoint restores the adapters, optimiser and RNG.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def warmup_samples(
 def run_warmup(
     cfg: Any, model: Any, renderer: Any, prompts: Sequence[dict[str, Any]], accelerator: Any
 ) -> dict[str, float]:
-    """Train ``model`` (its trainable weights) for ``method.grpo.warmup_steps`` SFT steps.
+    """Fine-tune every weight of ``model`` for ``method.grpo.warmup_steps`` SFT steps.
 
     Batches of ``train.batch_size * group_size`` answers (as many sequences as an RL
     micro-batch trains on) in a seeded order (``train.seed``), constant
@@ -65,6 +69,7 @@ def run_warmup(
             "answer field (or a final assistant turn), or set warmup_steps 0"
         )
     lr = g.warmup_lr or tc.lr
+    model.requires_grad_(True)  # the method (LoRA, freeze) decides what trains afterwards
     optimizer = make_optimizer(
         model, cfg.model_copy(update={"train": tc.model_copy(update={"lr": lr})})
     )
