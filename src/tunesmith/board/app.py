@@ -1,0 +1,630 @@
+"""The Gradio app of ``tunesmith board``: Configure, Run, Chat and Compare tabs.
+
+A thin layer: the form is the schema (``form.py``), validation is ``load_config``, jobs are the
+CLI verbs (``jobs.py``), the run view reads run directories (``runview.py``), chat streams
+through ``tunesmith.infer.Engine`` and the comparison is ``tunesmith compare``'s page.
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.board import form, runview
+from tunesmith.board.jobs import CONFIG_FILE, JobQueue
+from tunesmith.board.preview import preview as data_preview
+from tunesmith.errors import TunesmithError
+
+CSS = """
+.ts-field-error,.ts-field-error *{color:#b00020 !important;font-weight:600}
+.ts-field-error p{margin:0 0 0 8px}
+.ts-invalid{border:2px solid #b00020 !important;border-radius:6px}
+.ts-progress{height:14px;background:#eee;border-radius:7px;overflow:hidden;margin:6px 0}
+.ts-bar{height:100%;background:#2ca02c}
+.ts-curves{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:8px}
+.ts-curves figure{margin:0;border:1px solid #eee}.ts-curves svg{width:100%;height:auto}
+"""
+
+
+@dataclass
+class Board:
+    """The board's server-side state: the job queue, the runs folder and loaded chat engines.
+
+    Args:
+        workdir: Where jobs run and relative config paths resolve.
+        runs: The folder whose run directories the board lists.
+        threads: torch threads for chat / compare answers in the board process.
+    """
+
+    workdir: Path
+    runs: Path
+    threads: int | None = None
+    queue: JobQueue = field(init=False)
+    specs: list[form.FieldSpec] = field(init=False)
+    _engines: dict[str, Any] = field(init=False, default_factory=dict)
+    _engine_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _scratch: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir).resolve()
+        self.queue = JobQueue(self.workdir)
+        self.runs = self.queue.resolve(self.runs)
+        self.specs = form.grouped(form.form_fields())
+        self._scratch = Path(tempfile.mkdtemp(prefix="tunesmith-board-"))
+
+    # -- configure -----------------------------------------------------------------------------
+    def recipe_tree(self, name: str) -> dict[str, Any]:
+        """A shipped recipe's YAML tree."""
+        from tunesmith.config.load import read_yaml
+        from tunesmith.recipes import recipe_dir
+
+        return read_yaml(recipe_dir() / f"{name}.yaml")
+
+    def check(self, values: list[Any], given: set[str]) -> tuple[dict[str, Any], list[str]]:
+        """``(tree, error lines)`` of the form: YAML boxes that do not parse, then
+        ``tunesmith validate``'s lines."""
+        tree, bad = form.tree_from_values(self.specs, values, given)
+        return tree, bad or form.check_tree(tree)
+
+    def write_yaml(self, tree: dict[str, Any]) -> Path:
+        """The form's YAML as a file for the download button."""
+        name = str((tree.get("output") or {}).get("name") or "run")
+        # A new folder each time: Gradio serves a file it has seen from its own cached copy.
+        folder = Path(tempfile.mkdtemp(dir=self._scratch))
+        path = folder / f"{name if '/' not in name else 'run'}.yaml"
+        path.write_text(form.dump_tree(tree), encoding="utf-8")
+        return path
+
+    def run_dir_of(self, tree: dict[str, Any]) -> Path:
+        """The run directory a valid tree trains into (``output.dir`` / ``runs/<name>``)."""
+        from tunesmith.config.load import load_config
+
+        return self.queue.resolve(load_config(tree=tree).output.run_dir)
+
+    def launch(self, tree: dict[str, Any]) -> Path:
+        """Queue ``tunesmith train`` on the tree; returns its run directory."""
+        run_dir = self.run_dir_of(tree)
+        if self.queue.busy(run_dir):
+            raise TunesmithError(f"{run_dir}: a job of this run is already queued or running")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(form.dump_tree(tree), encoding="utf-8")
+        self.queue.submit(
+            "train", ["train", str(run_dir / CONFIG_FILE), "--no-progress"], run_dir, "board.log"
+        )
+        return run_dir
+
+    def resume(self, run_dir: Path) -> str:
+        """Queue ``tunesmith train CONFIG --resume`` for a run directory."""
+        if self.queue.busy(run_dir):
+            return "a job of this run is already queued or running"
+        board_cfg = run_dir / CONFIG_FILE
+        if board_cfg.is_file():
+            args = ["train", str(board_cfg), "--no-progress", "--resume"]
+        elif (run_dir / "config.yaml").is_file():  # a run started from the terminal
+            args = [
+                "train",
+                str(run_dir / "config.yaml"),
+                f"output.dir={run_dir}",
+                "--no-progress",
+                "--resume",
+            ]
+        else:
+            return f"{run_dir}: no config to resume from"
+        self.queue.submit("train", args, run_dir, "board.log")
+        return "resume queued"
+
+    def preview_file(self, tree: dict[str, Any]) -> Path:
+        """The form's YAML written for ``data preview``'s loader."""
+        path = self._scratch / "preview.yaml"
+        path.write_text(form.dump_tree(tree), encoding="utf-8")
+        return path
+
+    # -- runs ------------------------------------------------------------------------------------
+    def run_choices(self) -> list[str]:
+        """Run directories to pick from, newest first."""
+        extra = [j.run_dir for j in self.queue.jobs]
+        return [self.show_path(p) for p in runview.list_runs(self.runs, extra)]
+
+    def show_path(self, path: Path) -> str:
+        """A path as the page shows it: relative to the work folder where it lies inside."""
+        try:
+            return str(path.relative_to(self.workdir))
+        except ValueError:
+            return str(path)
+
+    def queue_text(self) -> str:
+        """The queue as Markdown: the running job, then the waiting ones."""
+        job = self.queue.running()
+        lines = (
+            [f"- running: `{job.kind}` {self.show_path(job.run_dir)}"]
+            if job
+            else ["- nothing running"]
+        )
+        lines += [f"- queued: `{j.kind}` {self.show_path(j.run_dir)}" for j in self.queue.queued()]
+        return "\n".join(lines)
+
+    # -- chat --------------------------------------------------------------------------------------
+    def engine(self, run: str) -> Any:
+        """The inference engine of a run (loaded once, then kept)."""
+        from tunesmith.infer.engine import Engine
+
+        key = str(self.queue.resolve(run))
+        with self._engine_lock:
+            if key not in self._engines:
+                for old in self._engines.values():  # one model in memory at a time
+                    old.close()
+                self._engines.clear()
+                self._engines[key] = Engine.load(key, threads=self.threads)
+            return self._engines[key]
+
+    def close(self) -> None:
+        """Stop the queue (a running job checkpoints) and the engines."""
+        self.queue.close()
+        for eng in self._engines.values():
+            eng.close()
+
+
+def recipe_descriptions() -> dict[str, str]:
+    """Shipped recipe -> its first comment line (what ``tunesmith recipes`` lists)."""
+    from tunesmith.recipes import recipe_dir
+
+    return {
+        f.stem: f.read_text(encoding="utf-8").splitlines()[0].lstrip("# ").strip()
+        for f in sorted(recipe_dir().glob("*.yaml"))
+    }
+
+
+def _error_md(lines: list[str]) -> str:
+    return "\n\n".join(html.escape(line) for line in lines)
+
+
+def build(board: Board) -> Any:
+    """The ``gr.Blocks`` app over ``board``."""
+    import gradio as gr
+
+    recipes = recipe_descriptions()
+    specs = board.specs  # in widget order: by tab, then by nested group
+    widgets: list[Any] = []
+    error_boxes: list[Any] = []
+
+    def widget(spec: form.FieldSpec) -> Any:
+        label = spec.name + (" (required)" if spec.required else "")
+        common = {"label": label, "elem_id": "f-" + spec.path.replace(".", "-")}
+        value = form.widget_value(spec, spec.default)
+        if spec.kind == "bool":
+            return gr.Checkbox(value=value, info=spec.help or None, **common)
+        if spec.kind == "choice":
+            choices = ([form.NONE] if spec.optional else []) + list(spec.choices)
+            return gr.Dropdown(choices=choices, value=value, info=spec.help or None, **common)
+        if spec.kind == "multi":
+            return gr.CheckboxGroup(
+                choices=list(spec.choices), value=value, info=spec.help or None, **common
+            )
+        if spec.kind == "yaml":
+            gr.Markdown(f"**{label}** — {spec.help} (YAML)" if spec.help else f"**{label}** (YAML)")
+            return gr.Code(
+                value=value, language="yaml", lines=3, show_label=False, elem_id=common["elem_id"]
+            )
+        return gr.Textbox(value=value, info=spec.help or None, lines=1, **common)
+
+    with gr.Blocks(title="tunesmith board") as app:
+        given = gr.State(set())
+        gr.Markdown("# tunesmith board")
+        with gr.Tabs(selected="configure") as tabs:
+            # ---- Configure ----
+            with gr.Tab("Configure", id="configure"):
+                with gr.Row():
+                    recipe = gr.Dropdown(
+                        choices=[(f"{n} — {d}", n) for n, d in recipes.items()],
+                        value=None,
+                        label="Start from a recipe",
+                        elem_id="recipe",
+                        scale=4,
+                    )
+                    validate_btn = gr.Button("Validate", elem_id="validate", scale=1)
+                errors = gr.Markdown(elem_id="errors")
+                with gr.Row():
+                    with gr.Column(scale=3), gr.Tabs():
+                        for section in dict.fromkeys(s.section for s in specs):
+                            in_tab = [s for s in specs if s.section == section]
+                            with gr.Tab(section, id=f"sec-{section}"):
+                                groups: dict[str, list[form.FieldSpec]] = {}
+                                for s in in_tab:
+                                    groups.setdefault(s.group, []).append(s)
+                                for group, members in groups.items():
+                                    ctx = (
+                                        gr.Accordion(
+                                            f"{group} — {form.section_doc(group)}", open=False
+                                        )
+                                        if group != section
+                                        else gr.Group()
+                                    )
+                                    with ctx:
+                                        for s in members:
+                                            widgets.append(widget(s))
+                                            error_boxes.append(
+                                                gr.Markdown(
+                                                    visible=False,
+                                                    elem_classes=["ts-field-error"],
+                                                    elem_id="err-" + s.path.replace(".", "-"),
+                                                )
+                                            )
+                    with gr.Column(scale=2):
+                        yaml_view = gr.Code(
+                            label="config YAML (live)",
+                            language="yaml",
+                            interactive=False,
+                            elem_id="yaml",
+                        )
+                        download = gr.DownloadButton("Download YAML", elem_id="download")
+                        with gr.Row():
+                            preview_btn = gr.Button("Preview data", elem_id="preview")
+                            launch_btn = gr.Button(
+                                "Launch training", variant="primary", elem_id="launch"
+                            )
+                        launch_msg = gr.Markdown(elem_id="launch-msg")
+
+                with gr.Accordion("Data preview and mix report", open=True):
+                    samples = [
+                        gr.HighlightedText(
+                            label=f"sample {i + 1}",
+                            color_map={"trained": "green"},
+                            show_legend=True,
+                            combine_adjacent=True,
+                            elem_id=f"sample-{i}",
+                            visible=False,
+                        )
+                        for i in range(3)
+                    ]
+                    mix_report = gr.Markdown(elem_id="mix-report")
+
+            # ---- Run ----
+            with gr.Tab("Run", id="run"):
+                with gr.Row():
+                    run_pick = gr.Dropdown(
+                        label="run directory",
+                        choices=[],
+                        elem_id="run-pick",
+                        scale=4,
+                        allow_custom_value=True,
+                    )
+                    refresh_btn = gr.Button("Refresh list", scale=1)
+                status = gr.Markdown(elem_id="run-status")
+                progress = gr.HTML(elem_id="run-progress")
+                with gr.Row():
+                    stop_btn = gr.Button("Stop (checkpoint)", variant="stop", elem_id="stop")
+                    resume_btn = gr.Button("Resume", elem_id="resume")
+                    eval_btn = gr.Button("Evaluate (tunesmith eval)", elem_id="eval")
+                    export_dir = gr.Textbox(
+                        label="export to", placeholder="default: <run>-export", scale=2
+                    )
+                    export_btn = gr.Button("Export (tunesmith export)", elem_id="export")
+                action_msg = gr.Markdown(elem_id="action-msg")
+                curves = gr.HTML(elem_id="curves")
+                log = gr.Textbox(
+                    label="log (tail)",
+                    lines=12,
+                    max_lines=12,
+                    interactive=False,
+                    elem_id="log",
+                    autoscroll=True,
+                )
+                queue_md = gr.Markdown(elem_id="queue")
+                timer = gr.Timer(1.0)
+                seen = gr.State(None)
+
+            # ---- Chat ----
+            with gr.Tab("Chat", id="chat"):
+                with gr.Row():
+                    chat_run = gr.Dropdown(
+                        label="run (or model path / builtin:...)",
+                        choices=[],
+                        allow_custom_value=True,
+                        elem_id="chat-run",
+                        scale=3,
+                    )
+                    chat_refresh = gr.Button("Refresh list", scale=1, elem_id="chat-refresh")
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        # The model's text as is (no Markdown): what was trained is what shows.
+                        chatbot = gr.Chatbot(
+                            label="chat", elem_id="chatbot", height=360, render_markdown=False
+                        )
+                        with gr.Row():
+                            msg = gr.Textbox(label="message", scale=4, elem_id="chat-msg")
+                            send = gr.Button(
+                                "Send", variant="primary", scale=1, elem_id="chat-send"
+                            )
+                        clear = gr.Button("Clear")
+                    with gr.Column(scale=1):
+                        system = gr.Textbox(
+                            label="system prompt", placeholder="default: the run's", lines=2
+                        )
+                        max_new = gr.Slider(
+                            1, 1024, value=64, step=1, label="max new tokens", elem_id="max-new"
+                        )
+                        temperature = gr.Slider(
+                            0,
+                            2,
+                            value=0.0,
+                            step=0.05,
+                            label="temperature (0: greedy)",
+                            elem_id="temperature",
+                        )
+                        top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="top p")
+                        seed = gr.Number(
+                            label="sampling seed (empty: random)",
+                            value=None,
+                            precision=0,
+                            elem_id="chat-seed",
+                        )
+                        image = gr.Image(label="image (vision-language runs)", type="filepath")
+                chat_note = gr.Markdown(elem_id="chat-note")
+
+            # ---- Compare ----
+            with gr.Tab("Compare", id="compare"):
+                with gr.Row():
+                    cmp_runs = gr.Dropdown(
+                        label="runs", choices=[], multiselect=True, elem_id="cmp-runs", scale=4
+                    )
+                    cmp_refresh = gr.Button("Refresh list", scale=1, elem_id="cmp-refresh")
+                cmp_prompts = gr.Textbox(
+                    label="prompts (one a line; empty: the runs' eval.prompts)", lines=2
+                )
+                cmp_btn = gr.Button("Compare", variant="primary", elem_id="cmp-go")
+                cmp_msg = gr.Markdown(elem_id="cmp-msg")
+                cmp_html = gr.HTML(elem_id="cmp-report")
+
+        # ---- Configure events
+        def show(values: list[Any], given_paths: set[str]) -> list[Any]:
+            tree, lines = board.check(values, given_paths)
+            placed, _ = form.errors_by_field(lines, specs)  # all lines are in the summary
+            head = (
+                "**valid**: `tunesmith validate` accepts this config"
+                if not lines
+                else f"**{len(lines)} problem(s)** (also shown at their fields):\n\n"
+                + "\n\n".join(f"- `{x}`" for x in lines)
+            )
+            now = {path: _error_md(found) for path, found in placed.items()}
+            updates: list[Any] = [form.dump_tree(tree), str(board.write_yaml(tree)), head]
+            for s in specs:
+                text = now.get(s.path)
+                updates.append(gr.update(value=text or "", visible=text is not None))
+            return updates
+
+        check_outputs = [yaml_view, download, errors, *error_boxes]
+        check_inputs = [*widgets, given]
+
+        def on_edit(*args: Any) -> list[Any]:
+            *values, given_paths = args
+            return show(list(values), given_paths)
+
+        def on_recipe(name: str | None) -> list[Any]:
+            if not name:
+                return [gr.skip()] * (len(widgets) + 1)
+            values, given_paths = form.values_from_tree(board.recipe_tree(name), specs)
+            return [*values, given_paths]
+
+        recipe.input(on_recipe, [recipe], [*widgets, given]).then(
+            on_edit, check_inputs, check_outputs
+        )
+        gr.on(
+            [w.input for w in widgets],
+            on_edit,
+            check_inputs,
+            check_outputs,
+            trigger_mode="always_last",
+        )
+        validate_btn.click(on_edit, check_inputs, check_outputs)
+
+        def on_preview(*args: Any) -> list[Any]:
+            *values, given_paths = args
+            tree, lines = board.check(list(values), given_paths)
+            if lines:
+                hidden = [gr.update(visible=False)] * len(samples)
+                return [*hidden, "Fix the config first:\n\n" + "\n".join(f"- `{x}`" for x in lines)]
+            try:
+                shown, report = data_preview(board.preview_file(tree), len(samples))
+            except TunesmithError as exc:
+                return [
+                    *([gr.update(visible=False)] * len(samples)),
+                    f"error: `{html.escape(str(exc))}`",
+                ]
+            updates = [gr.update(value=v, visible=True) for v in shown]
+            updates += [gr.update(visible=False)] * (len(samples) - len(shown))
+            return [*updates, report]
+
+        preview_btn.click(on_preview, [*widgets, given], [*samples, mix_report])
+
+        def on_launch(*args: Any) -> list[Any]:
+            *values, given_paths = args
+            tree, lines = board.check(list(values), given_paths)
+            if lines:
+                return [f"not launched: {len(lines)} problem(s), see above", gr.skip(), gr.skip()]
+            try:
+                run_dir = board.launch(tree)
+            except TunesmithError as exc:
+                return [f"error: `{html.escape(str(exc))}`", gr.skip(), gr.skip()]
+            shown = board.show_path(run_dir)
+            return [
+                f"queued `tunesmith train` for `{shown}`",
+                gr.update(choices=board.run_choices(), value=shown),
+                gr.Tabs(selected="run"),
+            ]
+
+        launch_btn.click(on_launch, [*widgets, given], [launch_msg, run_pick, tabs])
+
+        # ---- Run events
+        def view(run: str | None, last: Any) -> list[Any]:
+            if not run:
+                return [gr.skip()] * 5 + [board.queue_text(), last]
+            run_dir = board.queue.resolve(run)
+            st = runview.run_status(run_dir)
+            metrics = run_dir / "metrics.jsonl"
+            sig = (
+                run,
+                st.state,
+                st.step,
+                metrics.stat().st_size if metrics.is_file() else -1,
+                len(st.log),
+            )
+            if sig == last:
+                return [gr.skip()] * 5 + [board.queue_text(), last]
+            changed_curve = last is None or last[0] != run or last[3] != sig[3]
+            return [
+                st.headline(),
+                runview.progress_html(st),
+                runview.curve_html(run_dir) if changed_curve else gr.skip(),
+                st.log,
+                gr.skip(),
+                board.queue_text(),
+                sig,
+            ]
+
+        view_outputs = [status, progress, curves, log, action_msg, queue_md, seen]
+        timer.tick(view, [run_pick, seen], view_outputs)
+        run_pick.change(lambda r: view(r, None), [run_pick], view_outputs)
+
+        def refresh(current: str | None) -> Any:
+            choices = board.run_choices()
+            value = current if current in choices else (choices[0] if choices else None)
+            return gr.update(choices=choices, value=value)
+
+        refresh_btn.click(refresh, [run_pick], [run_pick])
+
+        def act(what: str, run: str | None, out: str = "") -> str:
+            if not run:
+                return "pick a run first"
+            run_dir = board.queue.resolve(run)
+            if what == "stop":
+                return board.queue.stop(run_dir)
+            if what == "resume":
+                return board.resume(run_dir)
+            if board.queue.busy(run_dir):
+                return "a job of this run is already queued or running"
+            if what == "eval":
+                board.queue.submit("eval", ["eval", str(run_dir)], run_dir, "board-eval.log")
+                return "queued `tunesmith eval` (log: board-eval.log)"
+            dest = (
+                board.queue.resolve(out)
+                if out.strip()
+                else run_dir.with_name(run_dir.name + "-export")
+            )
+            board.queue.submit(
+                "export", ["export", str(run_dir), "--out", str(dest)], run_dir, "board-export.log"
+            )
+            return f"queued `tunesmith export` to `{board.show_path(dest)}` (log: board-export.log)"
+
+        stop_btn.click(lambda r: act("stop", r), [run_pick], [action_msg])
+        resume_btn.click(lambda r: act("resume", r), [run_pick], [action_msg])
+        eval_btn.click(lambda r: act("eval", r), [run_pick], [action_msg])
+        export_btn.click(lambda r, o: act("export", r, o), [run_pick, export_dir], [action_msg])
+
+        # ---- Chat events
+        def finished_runs() -> Any:
+            return gr.update(choices=board.run_choices())
+
+        chat_refresh.click(finished_runs, None, [chat_run])
+        cmp_refresh.click(finished_runs, None, [cmp_runs])
+
+        def respond(
+            run: str | None,
+            text: str,
+            history: list[dict[str, Any]],
+            sys_text: str,
+            tokens: float,
+            temp: float,
+            topp: float,
+            seed_value: float | None,
+            img: str | None,
+        ) -> Iterator[list[Any]]:
+            from tunesmith.infer.chat import IMAGE_TOKEN
+            from tunesmith.infer.engine import GenParams
+
+            history = list(history or [])
+            if not run or not text.strip():
+                yield [history, text, "pick a run and type a message"]
+                return
+            try:
+                eng = board.engine(run)
+                params = GenParams(
+                    max_new_tokens=int(tokens),
+                    temperature=float(temp),
+                    top_p=float(topp),
+                    seed=None if seed_value is None else int(seed_value),
+                ).check()
+                images = None
+                if img and eng.takes_images:
+                    from tunesmith.data.images import load_image
+
+                    images = [load_image(img, where=f"image {img}")]
+                elif img:
+                    yield [history, text, f"{run} is a text-only model: the image is not sent"]
+                sys_prompt = sys_text.strip() or eng.system_prompt
+                user = (IMAGE_TOKEN if images else "") + text
+                turns = [{"role": m["role"], "content": m["content"]} for m in history]
+                messages = (
+                    [{"role": "system", "content": sys_prompt}] if sys_prompt else []
+                ) + turns
+                messages.append({"role": "user", "content": user})
+                history += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+                info = eng.run.template if eng.run is not None else None
+                tname = info.template if info else "the tokenizer's own"
+                yield [history, "", f"template: {tname}"]
+                for piece in eng.stream(messages, params, images=images):
+                    history[-1]["content"] += piece
+                    yield [history, "", gr.skip()]
+                history[-1]["content"] = history[-1]["content"].strip()
+                yield [history, "", gr.skip()]
+            except TunesmithError as exc:
+                yield [history, text, f"error: `{html.escape(str(exc))}`"]
+
+        chat_inputs = [chat_run, msg, chatbot, system, max_new, temperature, top_p, seed, image]
+        send.click(respond, chat_inputs, [chatbot, msg, chat_note])
+        msg.submit(respond, chat_inputs, [chatbot, msg, chat_note])
+        clear.click(lambda: ([], ""), None, [chatbot, chat_note])
+
+        # ---- Compare events
+        def compare(runs: list[str] | None, prompts: str) -> list[Any]:
+            from datetime import datetime, timezone
+
+            from tunesmith.evaluate.compare import collect
+            from tunesmith.evaluate.compare_html import write_report
+
+            try:
+                comp = collect(
+                    [str(board.queue.resolve(r)) for r in runs or []],
+                    prompts=[p.strip() for p in prompts.splitlines() if p.strip()],
+                )
+                when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                out = board.runs / "compare" / "report.html"
+                files, _ = write_report(comp, out, fmt_name="html", generated=when)
+            except TunesmithError as exc:
+                return [f"error: `{html.escape(str(exc))}`", gr.skip()]
+            page = files[0].read_text(encoding="utf-8")
+            frame = (
+                f'<iframe id="cmp-frame" srcdoc="{html.escape(page, quote=True)}" '
+                'style="width:100%;height:900px;border:1px solid #ddd"></iframe>'
+            )
+            return [f"wrote `{board.show_path(files[0])}` and `{board.show_path(files[1])}`", frame]
+
+        cmp_btn.click(compare, [cmp_runs, cmp_prompts], [cmp_msg, cmp_html])
+
+        # ---- a (re)loaded page: the runs and the running job come from the run directories
+        def on_load() -> list[Any]:
+            choices = board.run_choices()
+            job = board.queue.running()
+            value = board.show_path(job.run_dir) if job else (choices[0] if choices else None)
+            return [
+                gr.update(choices=choices, value=value),
+                gr.update(choices=choices),
+                gr.update(choices=choices),
+            ]
+
+        app.load(on_load, None, [run_pick, chat_run, cmp_runs])
+    return app
