@@ -24,6 +24,22 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+#: What ``eval/serval.json`` holds of the last iteration (compare's metrics table).
+SCORES: tuple[str, ...] = (
+    "llm_acc",
+    "llm_acc_cal",
+    "llm_auc",
+    "vertical_acc",
+    "vertical_auc",
+    "agreement",
+    "kept",
+    "kept_acc",
+    "final_llm_acc",
+    "final_llm_acc_cal",
+    "final_llm_auc",
+)
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return "—" if math.isnan(value) else f"{value:.3f}"
@@ -68,7 +84,8 @@ def write(run_dir: Path, rows: Sequence[dict[str, Any]], upper: dict[str, float]
             f.write(json.dumps(record) + "\n")
     if clean:
         last = clean[-1]
-        metrics = {k: v for k, v in last.items() if isinstance(v, int | float) and v is not None}
+        # Scores only (higher is better for each): compare marks the best run per row.
+        metrics = {k: last[k] for k in SCORES if isinstance(last.get(k), int | float)}
         if upper:
             metrics.update({f"upper_{k}": v for k, v in upper.items()})
         (run_dir / "eval").mkdir(exist_ok=True)

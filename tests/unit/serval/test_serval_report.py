@@ -67,6 +67,8 @@ def test_write_gives_every_file_and_compare_reads_the_run(tmp_path: Path) -> Non
     assert table["serval/vertical_acc"] == (0.8, 0.8)
     assert table["serval/upper_acc"] == (0.9, 0.9)
     assert "serval/llm_auc" not in table  # NaN: no value to compare
+    assert "serval/test" not in table and "serval/iteration" not in table  # no scores
+    assert table["serval/final_llm_acc"] == (0.75, 0.75)
     assert not runs[0].finished  # no LLM trained here yet: compare answers nothing for it
 
 
