@@ -786,17 +786,34 @@ class ServeConfig(Section):
 
 
 # ---- serval (issue 21): LLM <-> vertical-model co-training, `tunesmith serval CONFIG` ----------
+class ServalFTConfig(Section):
+    """vertical.model ft_transformer: the FT-Transformer's size and training (torch, CPU/GPU)."""
+
+    blocks: int = Field(
+        3, ge=1, le=6, description="Transformer blocks (the library's default width for it)."
+    )
+    epochs: int = Field(50, ge=1, description="Most epochs (early stopping may stop it).")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (the paper's default).")
+    batch_size: int = Field(64, ge=1, description="Rows per step.")
+    patience: int = Field(
+        5, ge=1, description="Early stopping: epochs without a better held-out loss."
+    )
+
+
 class ServalVerticalConfig(Section):
     """The small vertical model that learns from the LLM's soft labels."""
 
     kind: Literal["table", "text"] = Field(
         "table",
-        description="table: a scikit-learn model on serval.table's feature columns; text: a "
+        description="table: vertical.model on serval.table's feature columns; text: a "
         "transformers classifier on the record text.",
     )
-    model: Literal["gbm", "logistic", "mlp"] = Field(
-        "gbm", description="kind table: gradient boosting, logistic regression or an MLP."
+    model: Literal["gbm", "logistic", "mlp", "ft_transformer"] = Field(
+        "gbm",
+        description="kind table: gradient boosting, logistic regression, an MLP (scikit-learn) "
+        "or an FT-Transformer (rtdl_revisiting_models, settings in vertical.ft).",
     )
+    ft: ServalFTConfig = Field(default_factory=ServalFTConfig)
     text_model: str = Field(
         "builtin:tiny-qwen2",
         description="kind text: the encoder / causal LM that gets a classification head.",
@@ -924,6 +941,10 @@ class ServalConfig(Section):
     def _table_when_needed(self) -> ServalConfig:
         if self.warmup_data and not self.warmup_steps:
             raise ValueError("warmup_data needs warmup_steps > 0 (the warm-up that reads it)")
+        if self.vertical.model == "ft_transformer" and self.vertical.kind != "table":
+            raise ValueError(
+                "vertical.model 'ft_transformer' is a table model: set vertical.kind table"
+            )
         if self.vertical.kind == "table" and not self.table:
             raise ValueError("vertical.kind 'table' needs serval.table (a JSONL of features)")
         if "{text}" not in self.prompt:

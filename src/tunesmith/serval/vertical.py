@@ -1,7 +1,8 @@
 """Vertical models behind one interface: ``fit(X, soft_labels, weights)``, ``predict_proba(X)``.
 
 ``TableModel`` wraps scikit-learn (gradient boosting, logistic regression, an MLP) on feature
-rows; ``TextModel`` fine-tunes a ``transformers`` model with a sequence-classification head on
+rows; ``FTTransformerModel`` trains ``rtdl_revisiting_models``' FT-Transformer on them with torch;
+``TextModel`` fine-tunes a ``transformers`` model with a sequence-classification head on
 the record texts. Both stop early on a held-out part of the confident rows (or a few labelled
 rows) when given one: the round with the lowest weighted loss there wins.
 """
@@ -157,6 +158,117 @@ class TableModel:
         return [float(r[1]) for r in self.model.predict_proba(x)]
 
 
+def _rtdl() -> Any:
+    try:
+        import rtdl_revisiting_models
+    except ImportError:
+        raise ConfigError(
+            "serval.vertical.model ft_transformer needs rtdl_revisiting_models: "
+            "pip install 'tunesmith[serval]'"
+        ) from None
+    return rtdl_revisiting_models
+
+
+class FTTransformerModel:
+    """The FT-Transformer (Gorishniy et al. 2021) on standardised numeric feature rows.
+
+    Trained with torch on the soft targets (weighted binary cross-entropy on one logit); the
+    epoch with the lowest held-out loss is kept. The architecture is the library's default for
+    ``blocks`` (``FTTransformer.get_default_kwargs``); the optimiser its AdamW parameter groups
+    (no weight decay on embeddings, norms and biases).
+
+    Args:
+        blocks: transformer blocks (1-6; the library's defaults scale the width with it).
+        epochs, lr, batch_size, patience: training settings.
+        seed: initialisation and batch order.
+    """
+
+    def __init__(
+        self,
+        *,
+        blocks: int = 3,
+        epochs: int = 50,
+        lr: float = 1e-4,
+        batch_size: int = 64,
+        patience: int = 5,
+        seed: int = 0,
+    ) -> None:
+        _sklearn()
+        self.rtdl = _rtdl()
+        self.blocks, self.epochs, self.lr = blocks, epochs, lr
+        self.batch_size, self.patience, self.seed = batch_size, patience, seed
+        self.model: Any = None
+        self.scaler: Any = None
+
+    def _tensor(self, x: Sequence[Any]) -> Any:
+        import torch
+
+        return torch.tensor(self.scaler.transform(x), dtype=torch.float32)
+
+    def fit(
+        self,
+        x: Sequence[Any],
+        soft_labels: Sequence[float],
+        weights: Sequence[float],
+        holdout: Holdout | None = None,
+    ) -> dict[str, Any]:
+        """Train for up to ``epochs``; returns ``{"rounds": best epoch}``."""
+        import copy
+
+        import torch
+        from sklearn.preprocessing import StandardScaler
+
+        if len({p >= 0.5 for p in soft_labels}) < 2:
+            raise ConfigError("serval: the kept rows have one label only; lower noise.threshold")
+        self.scaler = StandardScaler().fit(x)
+        xs = self._tensor(x)
+        p = torch.tensor(list(soft_labels), dtype=torch.float32)
+        w = torch.tensor(list(weights), dtype=torch.float32)
+        gen = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        ft = self.rtdl.FTTransformer
+        self.model = ft(
+            n_cont_features=xs.shape[1],
+            cat_cardinalities=[],
+            d_out=1,
+            **ft.get_default_kwargs(self.blocks),
+        )
+        opt = torch.optim.AdamW(self.model.make_parameter_groups(), lr=self.lr, weight_decay=1e-5)
+        best_state, best_loss, best_epoch, since = None, math.inf, self.epochs, 0
+        for epoch in range(1, self.epochs + 1):
+            self.model.train()
+            for rows in torch.randperm(len(xs), generator=gen).split(self.batch_size):
+                logit = self.model(xs[rows], None).squeeze(-1)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logit, p[rows], weight=w[rows], reduction="sum"
+                ) / w[rows].sum().clamp_min(1e-8)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if holdout is None or not len(holdout[0]):
+                continue
+            held = log_loss(self.predict_proba(holdout[0]), holdout[1])
+            if held < best_loss - 1e-6:
+                best_state = copy.deepcopy(self.model.state_dict())
+                best_loss, best_epoch, since = held, epoch, 0
+            else:
+                since += 1
+                if since >= self.patience:
+                    break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return {"rounds": best_epoch}
+
+    def predict_proba(self, x: Sequence[Any]) -> list[float]:
+        """p(label 1) of each row."""
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            logit = self.model(self._tensor(x), None).squeeze(-1)
+        return [float(v) for v in torch.sigmoid(logit)]
+
+
 class TextModel:
     """A ``transformers`` model with a two-way classification head, trained on soft labels.
 
@@ -276,6 +388,16 @@ class TextModel:
 
 def make_vertical(cfg: Any, seed: int) -> VerticalModel:
     """The vertical model ``serval.vertical`` asks for."""
+    if cfg.kind == "table" and cfg.model == "ft_transformer":
+        ft = cfg.ft
+        return FTTransformerModel(
+            blocks=ft.blocks,
+            epochs=ft.epochs,
+            lr=ft.lr,
+            batch_size=ft.batch_size,
+            patience=ft.patience,
+            seed=seed,
+        )
     if cfg.kind == "table":
         return TableModel(cfg.model, seed=seed, patience=max(cfg.patience, 5))
     return TextModel(
