@@ -18,6 +18,7 @@ from typing import Any
 from tunesmith.board import form, runview
 from tunesmith.board.jobs import CONFIG_FILE, JobQueue
 from tunesmith.board.preview import preview as data_preview
+from tunesmith.board.sources import add_source, builtin_sources, info_entries
 from tunesmith.errors import TunesmithError
 
 CSS = """
@@ -212,6 +213,28 @@ def build(board: Board) -> Any:
             )
         return gr.Textbox(value=value, info=spec.help or None, lines=1, **common)
 
+    def source_picker() -> tuple[dict[str, Any], Any, Any]:
+        """Rows that append a source to data.datasets: a file / builtin, or an info entry."""
+        with gr.Group():
+            with gr.Row():
+                src = gr.Dropdown(
+                    choices=builtin_sources(),
+                    allow_custom_value=True,
+                    value=None,
+                    label="add a source: a data file (path) or builtin:NAME",
+                    elem_id="src-path",
+                    scale=4,
+                )
+                add_src = gr.Button("Add source", elem_id="src-add", scale=1)
+            with gr.Row():
+                info = gr.Textbox(
+                    label="or a dataset_info.json (file or folder)", elem_id="src-info", scale=2
+                )
+                entry = gr.Dropdown(label="entry", choices=[], elem_id="src-entry", scale=2)
+                add_entry = gr.Button("Add entry", elem_id="src-entry-add", scale=1)
+            note = gr.Markdown(elem_id="src-note")
+        return {"src": src, "add_src": add_src, "info": info, "entry": entry}, note, add_entry
+
     with gr.Blocks(title="tunesmith board") as app:
         given = gr.State(set())
         gr.Markdown("# tunesmith board")
@@ -233,6 +256,8 @@ def build(board: Board) -> Any:
                         for section in dict.fromkeys(s.section for s in specs):
                             in_tab = [s for s in specs if s.section == section]
                             with gr.Tab(section, id=f"sec-{section}"):
+                                if section == "data":
+                                    picker = source_picker()
                                 groups: dict[str, list[form.FieldSpec]] = {}
                                 for s in in_tab:
                                     groups.setdefault(s.group, []).append(s)
@@ -409,6 +434,44 @@ def build(board: Board) -> Any:
                 return [gr.skip()] * (len(widgets) + 1)
             values, given_paths = form.values_from_tree(board.recipe_tree(name), specs)
             return [*values, given_paths]
+
+        pick, pick_note, add_entry_btn = picker
+        datasets_box = widgets[[s.path for s in specs].index("data.datasets")]
+
+        def list_entries(path: str) -> list[Any]:
+            if not path.strip():
+                return [gr.update(choices=[], value=None), ""]
+            try:
+                names = info_entries(path)
+            except TunesmithError as exc:
+                return [gr.update(choices=[], value=None), f"error: {html.escape(str(exc))}"]
+            return [gr.update(choices=names, value=names[0] if names else None), ""]
+
+        def append(current: str, source: dict[str, Any]) -> list[Any]:
+            try:
+                return [add_source(current, source), f"added `{source}`"]
+            except TunesmithError as exc:
+                return [gr.skip(), f"error: {html.escape(str(exc))}"]
+
+        pick["info"].change(list_entries, [pick["info"]], [pick["entry"], pick_note])
+        pick["add_src"].click(
+            lambda cur, path: (
+                append(cur, {"path": path})
+                if path
+                else [gr.skip(), "pick a file or builtin:NAME first"]
+            ),
+            [datasets_box, pick["src"]],
+            [datasets_box, pick_note],
+        ).then(on_edit, check_inputs, check_outputs)
+        add_entry_btn.click(
+            lambda cur, path, name: (
+                append(cur, {"from_info": path, "name": name})
+                if path and name
+                else [gr.skip(), "give a dataset_info.json and pick an entry first"]
+            ),
+            [datasets_box, pick["info"], pick["entry"]],
+            [datasets_box, pick_note],
+        ).then(on_edit, check_inputs, check_outputs)
 
         recipe.input(on_recipe, [recipe], [*widgets, given]).then(
             on_edit, check_inputs, check_outputs

@@ -37,7 +37,8 @@ def _pick(page: Any, elem_id: str, text: str, *, add: bool = False) -> None:
 def _fill(page: Any, path: str, value: str) -> None:
     """Type into the form field at ``path``: the last key typed fires its input event, as when a
     user types (``fill`` alone sets the text without one)."""
-    box = page.locator(f"#f-{path.replace('.', '-')}").locator("input, textarea").first
+    elem = path if path.startswith("src-") else f"f-{path.replace('.', '-')}"
+    box = page.locator(f"#{elem}").locator("input, textarea").first
     box.fill(value[:-1])
     box.press_sequentially(value[-1])
 
@@ -56,7 +57,9 @@ def _wait_text(page: Any, selector: str, text: str, timeout: float = 60) -> str:
     raise AssertionError(f"{selector}: {text!r} not shown in {timeout} s; shows {shown!r}")
 
 
-def test_form_from_recipe_and_error_at_field(chromium: Any, served: Any, shots: Path) -> None:
+def test_form_from_recipe_and_error_at_field(
+    chromium: Any, served: Any, shots: Path, tmp_path: Path
+) -> None:
     page = _page(chromium, served.url)
     _pick(page, "recipe", "sft-lora")
     _wait_text(page, "#errors", "valid")
@@ -91,6 +94,32 @@ def test_form_from_recipe_and_error_at_field(chromium: Any, served: Any, shots: 
     expected = yaml.safe_load(_recipe_text("sft-lora"))
     expected["train"].update(lr=1e-4, max_steps=5)
     assert saved == expected
+
+    # Data sources: a built-in set, then an entry of a LLaMA-Factory dataset_info.json.
+    info = tmp_path / "lf"
+    info.mkdir()
+    (info / "mine.json").write_text('[{"instruction": "hi", "output": "hello"}]')
+    (info / "dataset_info.json").write_text('{"mine": {"file_name": "mine.json"}}')
+    _tab(page, "data")
+    _pick(page, "src-path", "builtin:identity")
+    page.click("#src-add")
+    _wait_text(page, "#yaml", "builtin:identity")
+    _fill(page, "src-info", str(info))
+    entry = page.locator("#src-entry input")
+    end = time.monotonic() + 20
+    while entry.input_value() != "mine" and time.monotonic() < end:  # the entries were read
+        page.wait_for_timeout(200)
+    assert entry.input_value() == "mine"
+    page.click("#src-entry-add")
+    _wait_text(page, "#yaml", "from_info")
+    _wait_text(page, "#errors", "valid")
+    tree = yaml.safe_load(page.locator("#yaml .cm-content").inner_text())
+    assert tree["data"]["datasets"] == [
+        {"path": "builtin:general", "format": "auto"},
+        {"path": "builtin:identity"},
+        {"from_info": str(info), "name": "mine"},
+    ]
+    page.screenshot(path=str(shots / "configure-sources.png"), full_page=True)
     page.close()
 
 
@@ -234,6 +263,16 @@ def test_launch_watch_stop_resume_chat_compare(chromium: Any, served: Any, shots
     assert frame.locator("h1").inner_text() == "Comparison of 2 runs"
     assert (runs / "compare" / "report.html").is_file()
     page.screenshot(path=str(shots / "compare.png"), full_page=True)
+
+    # Export: the same `tunesmith export` as the terminal, queued for the run.
+    _tab(page, "Run")
+    _pick(page, "run-pick", "runs/tiny-b")
+    page.click("#export")
+    _wait_text(page, "#action-msg", "queued tunesmith export to runs/tiny-b-export")
+    exported = _wait_state(run_b, ("done", "failed"), timeout=120)
+    assert (exported["kind"], exported["state"]) == ("export", "done"), exported
+    assert (runs / "tiny-b-export" / "model.safetensors").is_file()
+    assert "wrote merged model to" in (run_b / "board-export.log").read_text(encoding="utf-8")
     page.close()
 
 

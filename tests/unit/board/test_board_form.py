@@ -98,3 +98,22 @@ def test_defaults_are_left_out_unless_the_recipe_set_them() -> None:
     values, _ = form.values_from_tree({"data": {"datasets": [{"path": "x.jsonl"}]}}, SPECS)
     tree, bad = form.tree_from_values(SPECS, values)
     assert bad == [] and tree == {"data": {"datasets": [{"path": "x.jsonl"}]}}
+
+
+def test_sources_are_appended_to_the_datasets_box(tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    from tunesmith.board.sources import add_source, builtin_sources, info_entries
+    from tunesmith.errors import DataError
+
+    assert "builtin:identity" in builtin_sources() and "builtin:general" in builtin_sources()
+    folder = Path(str(tmp_path))
+    (folder / "dataset_info.json").write_text(json.dumps({"a": {}, "b": {}}))
+    assert info_entries(str(folder)) == ["a", "b"]
+    with pytest.raises(DataError, match="dataset_info file not found"):
+        info_entries(str(folder / "nope.json"))
+    text = add_source("- path: builtin:general\n", {"from_info": str(folder), "name": "a"})
+    assert text == f"- path: builtin:general\n- from_info: {folder}\n  name: a\n"
+    with pytest.raises(ConfigError, match="must be a list of sources"):
+        add_source("path: x\n", {"path": "y"})
