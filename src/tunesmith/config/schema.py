@@ -787,7 +787,7 @@ class ServeConfig(Section):
 
 # ---- serval (issue 21): LLM <-> vertical-model co-training, `tunesmith serval CONFIG` ----------
 class ServalFTConfig(Section):
-    """vertical.model ft_transformer: the FT-Transformer's size and training (torch, CPU/GPU)."""
+    """vertical.model ft_transformer: the FT-Transformer's size and training (torch, CPU)."""
 
     blocks: int = Field(
         3, ge=1, le=6, description="Transformer blocks (the library's default width for it)."
