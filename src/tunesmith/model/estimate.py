@@ -198,10 +198,15 @@ def activation_bytes(cfg: RunConfig, c: Counts, e: int, tokens: int) -> tuple[fl
     per_layer = e * (11 * h + 2 * kv + 4 * i) + (4 - e) * 4 * h
     if cfg.method.type in ("lora", "qlora") and (e < 4 or cfg.method.type == "qlora"):
         per_layer += 4 * c.adapter_inputs  # peft keeps fp32 adapters: their inputs are cast
+    if cfg.method.type == "qlora":
+        # Measured with bitsandbytes on CPU (tiny and bench models): its 4-bit matmuls keep
+        # another 1.5 fp32 copies of each distinct linear input for backward.
+        per_layer += 6 * c.adapter_inputs
     head = e * 7 * h
     plain = tokens * (per_layer * trained_layers + head)
-    # Checkpointing keeps each layer's input, and recomputes one layer at a time in backward.
-    ckpt = tokens * (e * h * trained_layers + per_layer + head)
+    # Checkpointing keeps each layer's input and recomputes one layer at a time in backward:
+    # that layer's saved activations and the gradients flowing through them are alive together.
+    ckpt = tokens * (e * h * trained_layers + 2 * per_layer + head)
     return plain, ckpt
 
 
