@@ -61,7 +61,8 @@ def cmd_board(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401
     except ImportError:
         raise ConfigError("board needs gradio: pip install 'tunesmith[board]'") from None
-    from tunesmith.board.app import CSS, Board, build
+    from tunesmith.board.app import CSS, build
+    from tunesmith.board.state import Board
 
     board = Board(workdir=args.workdir, runs=args.runs, threads=args.threads)
     app = build(board)

@@ -60,7 +60,8 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_qwen2: Path) -> Iterator[Served]:
     """The board on 127.0.0.1 with a fresh work folder (jobs train the built-in tiny model)."""
     pytest.importorskip("gradio", reason="gradio not installed (pip install -e '.[board]')")
-    from tunesmith.board.app import CSS, Board, build
+    from tunesmith.board.app import CSS, build
+    from tunesmith.board.state import Board
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     work = tmp_path_factory.mktemp("board-work")

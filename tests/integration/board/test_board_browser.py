@@ -62,7 +62,7 @@ def test_form_from_recipe_and_error_at_field(
 ) -> None:
     page = _page(chromium, served.url)
     _pick(page, "recipe", "sft-lora")
-    _wait_text(page, "#errors", "valid")
+    _wait_text(page, "#errors", "accepts this config")
     yaml_text = page.locator("#yaml .cm-content").inner_text()
     assert yaml.safe_load(yaml_text) == yaml.safe_load(_recipe_text("sft-lora"))
     # Enums are dropdowns; the help under a field is the schema's description.
@@ -86,11 +86,17 @@ def test_form_from_recipe_and_error_at_field(
 
     _fill(page, "train.lr", "1e-4")
     _fill(page, "train.max_steps", "5")
-    _wait_text(page, "#errors", "valid")
+    _wait_text(page, "#errors", "accepts this config")
     page.locator("#err-train-lr").wait_for(state="hidden", timeout=10_000)
-    with page.expect_download() as dl:
-        page.click("#download")
-    saved = yaml.safe_load(Path(dl.value.path()).read_text(encoding="utf-8"))
+    live = yaml.safe_load(page.locator("#yaml .cm-content").inner_text())
+    for _ in range(20):  # the button's new file can land a moment after the text updates
+        with page.expect_download() as dl:
+            page.click("#download")
+        saved = yaml.safe_load(Path(dl.value.path()).read_text(encoding="utf-8"))
+        if saved == live:
+            break
+        page.wait_for_timeout(250)
+    assert saved == live  # the file is the YAML shown
     expected = yaml.safe_load(_recipe_text("sft-lora"))
     expected["train"].update(lr=1e-4, max_steps=5)
     assert saved == expected
@@ -112,7 +118,7 @@ def test_form_from_recipe_and_error_at_field(
     assert entry.input_value() == "mine"
     page.click("#src-entry-add")
     _wait_text(page, "#yaml", "from_info")
-    _wait_text(page, "#errors", "valid")
+    _wait_text(page, "#errors", "accepts this config")
     tree = yaml.safe_load(page.locator("#yaml .cm-content").inner_text())
     assert tree["data"]["datasets"] == [
         {"path": "builtin:general", "format": "auto"},
@@ -133,7 +139,7 @@ def _configure_tiny(page: Any, name: str, steps: int) -> None:
     """The sft-lora recipe cut down to a few short steps on one thread."""
     _tab(page, "Configure")
     _pick(page, "recipe", "sft-lora")
-    _wait_text(page, "#errors", "valid")
+    _wait_text(page, "#errors", "accepts this config")
     _tab(page, "data")
     _fill(page, "data.max_length", "256")
     _fill(page, "data.val_size", "0")
@@ -148,7 +154,7 @@ def _configure_tiny(page: Any, name: str, steps: int) -> None:
     _pick(page, "f-train-precision", "fp32")  # no bf16 speed measurement before step 1
     _tab(page, "output")
     _fill(page, "output.name", name)
-    _wait_text(page, "#errors", "valid")
+    _wait_text(page, "#errors", "accepts this config")
 
 
 def _state(run_dir: Path) -> dict[str, Any]:
