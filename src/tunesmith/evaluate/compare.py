@@ -210,7 +210,10 @@ def show_value(value: Any) -> str:
 
 
 def config_diff(runs: Sequence[RunRecord]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """``(dotted path, value per run)`` for every config key whose value differs between runs."""
+    """``(dotted path, value per run)`` for every config key whose value differs between runs.
+
+    Keys set to null wherever present are left out when some runs lack them (the unset fields of
+    a list entry only some runs have)."""
     flat = [flatten(r.config.model_dump(mode="json")) for r in runs]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     missing = object()
@@ -220,6 +223,10 @@ def config_diff(runs: Sequence[RunRecord]) -> tuple[tuple[str, tuple[str, ...]],
             continue
         values = [f.get(key, missing) for f in flat]
         if all(v == values[0] for v in values[1:]):
+            continue
+        # A list entry only some runs have (a second dataset, an extra eval task) shows the
+        # fields it sets, not a row of nulls per unset field.
+        if all(v is missing or v is None for v in values):
             continue
         out.append((key, tuple(ABSENT if v is missing else show_value(v) for v in values)))
     return tuple(out)

@@ -28,7 +28,7 @@ th{background:#f5f5f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.best{background:#e6f4ea;font-weight:700}
 table.metrics{width:auto;min-width:60%}
 table.answers{table-layout:fixed}table.answers td{white-space:pre-wrap;overflow-wrap:anywhere}
-table.answers col.id{width:48px}
+table.answers col.id{width:11em}table.answers td:first-child{font-size:12px;color:#555}
 td.ok{background:#e6f4ea}td.bad{background:#fdecea}code{font-size:13px}
 .plots{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:12px}
 .plots figure{margin:0;border:1px solid #eee}.plots svg{width:100%;height:auto;display:block}

@@ -104,6 +104,22 @@ def two_runs(tmp_path: Path) -> list[Path]:
     return [a, b]
 
 
+def test_config_diff_shows_what_an_extra_dataset_sets_not_its_unset_fields(
+    two_runs: list[Path],
+) -> None:
+    cfg_path = two_runs[1] / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    cfg["data"]["datasets"].append({"path": "builtin:general", "samples": 5})
+    cfg_path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    diff = dict(collect(two_runs, answer=lookup).config_diff)
+    extra = {k: v for k, v in diff.items() if k.startswith("data.datasets.1.")}
+    assert extra["data.datasets.1.path"] == ("—", "builtin:general")
+    assert extra["data.datasets.1.samples"] == ("—", "5")
+    # set fields and defaults that are values remain; unset (null) fields are not listed
+    assert all(v[1] != "null" for v in extra.values())
+    assert "data.datasets.1.name" not in extra
+
+
 def lookup(run: RunRecord, prompts: list[str], max_new_tokens: int) -> list[str]:
     """Answers naming the run's learning rate and the token budget."""
     return [f"{p} [lr {run.config.train.lr:g}, {max_new_tokens}]" for p in prompts]
