@@ -245,7 +245,7 @@ def _report_table(text: str) -> tuple[dict[str, dict[str, str]], str]:
             elif not all(set(c) <= set("-:") for c in cells):  # not the |---| line
                 rows[cells[0]] = dict(zip(header, cells))
         elif header is not None and rows and not totals:
-            m = re.match(r"- Samples: (\d+); trained tokens: (\d+)", line)
+            m = re.match(r"- Samples: ([\d,]+); trained tokens: ([\d,]+)", line)  # 12,345
             if m:
                 totals = f"{m.group(1)} samples, {m.group(2)} trained tokens"
     return rows, totals

@@ -29,7 +29,7 @@ REPORT = """# Data report
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 | builtin:identity | 800 | 800 | 0 | 2 | {n} | 0 | 4 | {share} | 80.0% | hit |
 
-- Samples: {n}; trained tokens: 591.
+- Samples: {n}; trained tokens: 12,591.
 """  # noqa: E501
 
 
@@ -152,7 +152,7 @@ def test_collect_diffs_configs_marks_best_and_matches_predictions(two_runs: list
         ("q2", "<Bob>", ("Carol", "<Bob>"), (False, True)),
     ]
     assert comp.data_mix.cells == (("8 (100.0% of samples, 80.0% of tokens)",) * 2,)
-    assert comp.data_mix.totals == ("8 samples, 591 trained tokens",) * 2
+    assert comp.data_mix.totals == ("8 samples, 12,591 trained tokens",) * 2
 
 
 class Page(HTMLParser):
