@@ -95,6 +95,32 @@ def test_rm_lora_trains_saves_and_scores(tmp_path: Path, tiny_qwen2: Path, one_t
         want = [float(hf(**tok(t, return_tensors="pt")).logits[0, 0]) for t in texts]
     assert got == pytest.approx(want, abs=1e-5)
 
+    # One GRPO step rewarded by this reward model, end to end.
+    grpo = {
+        "model": {"name": str(tiny_qwen2)},
+        "data": {"datasets": [{"path": "builtin:prefs_arith", "max_samples": 8}]},
+        "method": {
+            "stage": "grpo",
+            "grpo": {
+                "group_size": 2,
+                "max_new_tokens": 3,
+                "rewards": [{"kind": "model", "path": str(run)}],
+            },
+        },
+        "train": {
+            "precision": "fp32",
+            "max_steps": 1,
+            "batch_size": 2,
+            "log_every": 1,
+            "threads": 1,
+        },
+        "output": {"dir": str(tmp_path / "grpo-rm")},
+    }
+    rl = tunesmith.train(tunesmith.load_config(grpo), progress=False)
+    step = json.loads((rl.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert step["step"] == 1 and step["reward"] == pytest.approx(step["rewards/model/mean"])
+    assert step["rewards/model/std"] > 0  # the reward model told the completions apart
+
 
 def test_rm_full_tuning_and_rules(tmp_path: Path, tiny_qwen2: Path, one_torch_thread) -> None:
     from transformers import AutoModelForSequenceClassification
