@@ -1,7 +1,9 @@
 """The board in this process on a free port, and a headless Chromium driven by Playwright.
 
 The browser is Debian's ``chromium`` (or ``$TUNESMITH_CHROMIUM``); Playwright's own browser
-download is never used. Without either, the browser tests skip and say why.
+download is never used. When no browser is found and the tests run as root on a machine with
+``apt-get`` (CI, a fresh container), the set-up installs Debian's package once
+(``TUNESMITH_NO_BROWSER_INSTALL=1`` turns that off); otherwise the browser tests skip and say why.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,24 @@ def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, CANDIDATES) if p), None)
 
 
+def install_chromium() -> str | None:
+    """Install Debian's ``chromium`` with apt when allowed (root, apt-get present); its path."""
+    if os.environ.get("TUNESMITH_NO_BROWSER_INSTALL") or not shutil.which("apt-get"):
+        return None
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    for cmd in (install, ["apt-get", "update", "-q"], install):  # stale lists: update, retry
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if cmd is install and done.returncode == 0:
+            break
+    return find_chromium()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -39,9 +60,12 @@ def chromium() -> Iterator[Any]:
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')"
     )
-    exe = find_chromium()
+    exe = find_chromium() or install_chromium()
     if exe is None:
-        pytest.skip("no Chromium found: apt-get install chromium (or set TUNESMITH_CHROMIUM)")
+        pytest.skip(
+            "no Chromium found and none could be installed here: apt-get install chromium "
+            "(as root), or set TUNESMITH_CHROMIUM to a Chromium executable"
+        )
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
         yield browser
