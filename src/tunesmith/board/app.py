@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tunesmith.board import form, runview
+from tunesmith.board.chat import chat_turn
 from tunesmith.board.preview import preview as data_preview
 from tunesmith.board.sources import add_source, builtin_sources, info_entries
 from tunesmith.board.state import Board, recipe_descriptions
@@ -202,6 +203,19 @@ def build(board: Board) -> Any:
                         scale=3,
                     )
                     chat_refresh = gr.Button("Refresh list", scale=1, elem_id="chat-refresh")
+                with gr.Row():
+                    chat_adapters = gr.Textbox(
+                        label="adapters (tunesmith chat --adapter): run directories or adapter "
+                        "folders, one a line, NAME=PATH to name one; the first answers by default",
+                        lines=1,
+                        elem_id="chat-adapters",
+                        scale=3,
+                    )
+                    chat_use = gr.Textbox(
+                        label="answer with (an adapter's name or the base's; empty: the default)",
+                        elem_id="chat-use",
+                        scale=1,
+                    )
                 with gr.Row():
                     with gr.Column(scale=3):
                         # The model's text as is (no Markdown): what was trained is what shows.
@@ -443,59 +457,23 @@ def build(board: Board) -> Any:
         chat_refresh.click(finished_runs, None, [chat_run])
         cmp_refresh.click(finished_runs, None, [cmp_runs])
 
-        def respond(
-            run: str | None,
-            text: str,
-            history: list[dict[str, Any]],
-            sys_text: str,
-            tokens: float,
-            temp: float,
-            topp: float,
-            seed_value: float | None,
-            img: str | None,
-        ) -> Iterator[list[Any]]:
-            from tunesmith.infer.chat import IMAGE_TOKEN
-            from tunesmith.infer.engine import GenParams
+        def respond(*args: Any) -> Iterator[list[Any]]:
+            for hist, text, note in chat_turn(board, *args):
+                yield [hist, text, gr.skip() if note is None else note]
 
-            history = list(history or [])
-            if not run or not text.strip():
-                yield [history, text, "pick a run and type a message"]
-                return
-            try:
-                eng = board.engine(run)
-                params = GenParams(
-                    max_new_tokens=int(tokens),
-                    temperature=float(temp),
-                    top_p=float(topp),
-                    seed=None if seed_value is None else int(seed_value),
-                ).check()
-                images = None
-                if img and eng.takes_images:
-                    from tunesmith.data.images import load_image
-
-                    images = [load_image(img, where=f"image {img}")]
-                elif img:
-                    yield [history, text, f"{run} is a text-only model: the image is not sent"]
-                sys_prompt = sys_text.strip() or eng.system_prompt
-                user = (IMAGE_TOKEN if images else "") + text
-                turns = [{"role": m["role"], "content": m["content"]} for m in history]
-                messages = (
-                    [{"role": "system", "content": sys_prompt}] if sys_prompt else []
-                ) + turns
-                messages.append({"role": "user", "content": user})
-                history += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-                info = eng.run.template if eng.run is not None else None
-                tname = info.template if info else "the tokenizer's own"
-                yield [history, "", f"template: {tname}"]
-                for piece in eng.stream(messages, params, images=images):
-                    history[-1]["content"] += piece
-                    yield [history, "", gr.skip()]
-                history[-1]["content"] = history[-1]["content"].strip()
-                yield [history, "", gr.skip()]
-            except TunesmithError as exc:
-                yield [history, text, f"error: `{html.escape(str(exc))}`"]
-
-        chat_inputs = [chat_run, msg, chatbot, system, max_new, temperature, top_p, seed, image]
+        chat_inputs = [
+            chat_run,
+            chat_adapters,
+            chat_use,
+            msg,
+            chatbot,
+            system,
+            max_new,
+            temperature,
+            top_p,
+            seed,
+            image,
+        ]
         send.click(respond, chat_inputs, [chatbot, msg, chat_note])
         msg.submit(respond, chat_inputs, [chatbot, msg, chat_note])
         clear.click(lambda: ([], ""), None, [chatbot, chat_note])

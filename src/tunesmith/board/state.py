@@ -134,17 +134,70 @@ class Board:
         return "\n".join(lines)
 
     # -- chat --------------------------------------------------------------------------------------
-    def engine(self, run: str) -> Any:
-        """The inference engine of a run (loaded once, then kept)."""
+    def chat_adapters(self, text: str) -> list[str]:
+        """The Chat tab's adapters box as ``tunesmith chat`` / ``serve`` ``--adapter`` values.
+
+        One entry a line (or comma-separated): an adapter folder or a run directory (its
+        ``adapter/``), optionally ``NAME=`` first. Paths resolve against the work folder.
+
+        Raises:
+            ConfigError: an entry that is neither an adapter folder nor a LoRA run directory.
+        """
+        from tunesmith.errors import ConfigError
+        from tunesmith.runs import is_run_dir, load_run
+
+        out: list[str] = []
+        for entry in (e.strip() for e in text.replace(",", "\n").splitlines()):
+            if not entry:
+                continue
+            name, sep, path = entry.partition("=")
+            if not sep:
+                name, path = "", entry
+            where = self.queue.resolve(path)
+            if is_run_dir(str(where)):
+                adapter = load_run(str(where)).adapter
+                if adapter is None:
+                    raise ConfigError(
+                        f"adapter {path}: this run saved full weights (model/), not an adapter; "
+                        "pick it as the model instead"
+                    )
+                where = adapter
+            elif not (where / "adapter_config.json").is_file():
+                raise ConfigError(
+                    f"adapter {path}: "
+                    + ("no adapter_config.json in the folder" if where.is_dir() else "not found")
+                    + "; give a LoRA adapter folder or a run directory with adapter/"
+                )
+            out.append(f"{name}{sep}{where}")
+        return out
+
+    def engine(self, run: str, adapters: str = "") -> Any:
+        """The inference engine of a run or model plus adapters (loaded once, then kept).
+
+        The first adapter is ``tunesmith chat``'s ``--adapter`` (answers use it by default), the
+        others are named extras as ``tunesmith serve --adapter NAME=PATH`` loads them.
+        """
+        from tunesmith.infer.commands import parse_adapters
         from tunesmith.infer.engine import Engine
 
-        key = str(self.queue.resolve(run))
+        specs = self.chat_adapters(adapters)
+        first = specs[0].partition("=")[2] or specs[0] if specs else None
+        extra = parse_adapters(specs[1:])
+        local = self.queue.resolve(run)
+        # builtin:... and hub ids are names, not paths under the work folder
+        target = str(local) if local.exists() or run.startswith(("./", "/")) else run
+        key = repr((target, specs))
         with self._engine_lock:
             if key not in self._engines:
                 for old in self._engines.values():  # one model in memory at a time
                     old.close()
                 self._engines.clear()
-                self._engines[key] = Engine.load(key, threads=self.threads)
+                self._engines[key] = Engine.load(
+                    target,
+                    adapter=first,
+                    adapters=extra or None,
+                    threads=self.threads,
+                )
             return self._engines[key]
 
     def close(self) -> None:
