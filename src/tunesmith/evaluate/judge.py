@@ -1,30 +1,24 @@
 """Judge task: the evaluated model's answers scored by a judge behind an OpenAI-compatible API.
 
-Requests go to ``<url>/chat/completions`` (stdlib ``urllib``: no extra dependency), with retries
-and exponential backoff on 5xx, 429, timeouts and refused connections. Replies are cached on
-disk keyed by (judge model, rubric, question, answer, reference), so re-running an evaluation
-asks nothing twice. A reply without a score in range is counted as unparsed, never fatal: a
-small judge writes anything.
+Requests go through the shared client (``tunesmith.remote``: retries with exponential backoff on
+5xx, 429, timeouts and refused connections); replies are cached on disk keyed by the request
+(judge model, the filled rubric with question, answer and reference, sampling), so re-running an
+evaluation asks nothing twice. A reply without a score in range is counted as unparsed, never
+fatal: a small judge writes anything.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import threading
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tunesmith.errors import ConfigError, TunesmithError
+from tunesmith.errors import ConfigError
 from tunesmith.evaluate.base import EvalContext, Task, TaskResult
 from tunesmith.evaluate.datafile import pick, read_rows, resolve
 from tunesmith.evaluate.registry import register
+from tunesmith.remote import ChatClient, Completion, RemoteError, ResponseCache, api_key_from_env
 
 DEFAULT_RUBRIC = """You are grading an assistant's answer to a user's question.
 Judge correctness first, then helpfulness and clarity. If a reference answer is given, an answer
@@ -50,7 +44,7 @@ _SCORE_PATTERNS = (
 )
 
 
-class JudgeError(TunesmithError):
+class JudgeError(RemoteError):
     """The judge endpoint could not be used (unreachable, refused the key, bad reply)."""
 
 
@@ -68,38 +62,6 @@ def parse_score(reply: str, low: float, high: float) -> float | None:
     return None
 
 
-def cache_key(model: str, rubric: str, question: str, answer: str, reference: str | None) -> str:
-    """A stable hash of what determines a judge reply."""
-    blob = json.dumps([model, rubric, question, answer, reference], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-class JudgeCache:
-    """One small JSON file per key under ``root`` (written atomically: concurrent runs are safe)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> str | None:
-        """The cached reply, or ``None``."""
-        path = self._path(key)
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))["reply"]
-        except (OSError, ValueError, KeyError):
-            return None  # missing or damaged: ask again
-
-    def put(self, key: str, reply: str) -> None:
-        """Store ``reply`` under ``key``."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"reply": reply}, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-
-
 def default_cache_dir() -> Path:
     """``TUNESMITH_CACHE``/judge, else the user cache directory's judge folder."""
     from tunesmith.model.paths import cache_root
@@ -107,89 +69,43 @@ def default_cache_dir() -> Path:
     return cache_root() / "judge"
 
 
-class JudgeClient:
-    """``POST <url>/chat/completions`` with retries; the API key only lives in memory here."""
+class JudgeClient(ChatClient):
+    """The shared OpenAI-compatible client (``tunesmith.remote``), greedy, with errors that name
+    the judge's config fields."""
 
-    def __init__(
-        self,
-        url: str,
-        model: str,
-        *,
-        api_key: str | None = None,
-        retries: int = 3,
-        backoff: float = 1.0,
-        timeout: float = 60.0,
-        max_tokens: int = 256,
-        sleep: Any = time.sleep,
-    ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"eval.tasks judge.url: {url!r} is not an http(s) URL; give the API's base, "
-                "e.g. http://127.0.0.1:8000/v1"
-            )
-        self.endpoint = url.rstrip("/") + "/chat/completions"
-        self.model, self.api_key = model, api_key
-        self.retries, self.backoff, self.timeout = retries, backoff, timeout
-        self.max_tokens = max_tokens
-        self.sleep = sleep
-        self.requests = 0
-        self.retried = 0
-        self._lock = threading.Lock()  # counters shared by concurrent requests
+    error = JudgeError
 
-    def ask(self, prompt: str) -> str:
-        """The judge's reply to one user message (greedy).
-
-        Raises:
-            JudgeError: a 4xx other than 429 at once (bad key, unknown model), or no answer
-                after every retry; the message names the endpoint and the fix.
-        """
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
-            "max_tokens": self.max_tokens,
-        }
-        data = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                with self._lock:
-                    self.retried += 1
-                self.sleep(self.backoff * 2 ** (attempt - 1))
-            with self._lock:
-                self.requests += 1
-            request = urllib.request.Request(self.endpoint, data=data, headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:200].decode("utf-8", "replace")
-                if exc.code == 429 or exc.code >= 500:
-                    last = f"HTTP {exc.code}"
-                    continue
-                hint = "check eval judge api_key_env" if exc.code in (401, 403) else "check url"
-                raise JudgeError(
-                    f"judge {self.endpoint}: HTTP {exc.code} ({detail.strip()}); {hint} and model"
-                ) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                last = str(getattr(exc, "reason", exc))
-                continue
-            except ValueError:
-                raise JudgeError(f"judge {self.endpoint}: the reply is not JSON") from None
-            try:
-                return str(payload["choices"][0]["message"]["content"] or "")
-            except (KeyError, IndexError, TypeError):
-                raise JudgeError(
-                    f"judge {self.endpoint}: no choices[0].message.content in the reply; "
-                    "is it an OpenAI-compatible chat endpoint?"
-                ) from None
-        raise JudgeError(
-            f"judge {self.endpoint}: no answer after {self.retries + 1} tries ({last}); "
-            "check that the server is up, or raise retries/timeout"
+    def __init__(self, url: str, model: str, *, max_tokens: int = 256, **kw: Any) -> None:
+        super().__init__(
+            url,
+            model,
+            label="judge",
+            url_field="eval.tasks judge.url",
+            key_hint="eval judge api_key_env",
+            **kw,
         )
+        self.max_tokens = max_tokens
+
+    def grade(self, prompts: list[str], concurrency: int) -> list[Completion]:
+        """The judge's replies to the filled rubrics, ``concurrency`` in flight, in order."""
+        conversations = [[{"role": "user", "content": p}] for p in prompts]
+        return self.complete_many(
+            conversations, concurrency, temperature=0, max_tokens=self.max_tokens
+        )
+
+    def ask(self, prompt: str, **params: Any) -> str:
+        """The judge's greedy reply to one user message."""
+        return super().ask(prompt, **{"temperature": 0, "max_tokens": self.max_tokens, **params})
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent, retries included."""
+        return self.usage.requests
+
+    @property
+    def retried(self) -> int:
+        """Retries after a 5xx, 429, timeout or refused connection."""
+        return self.usage.retried
 
 
 def read_items(path: str) -> list[dict[str, Any]]:
@@ -248,20 +164,16 @@ class Judge(Task):
         """Generate answers greedily, ask the judge (or the cache), parse the scores."""
         t0 = time.perf_counter()
         spec = self.spec
-        api_key = None
-        if spec.api_key_env:
-            api_key = os.environ.get(spec.api_key_env)
-            if not api_key:
-                raise ConfigError(
-                    f"eval.tasks judge.api_key_env: environment variable {spec.api_key_env} is "
-                    "not set; export it with the judge's API key"
-                )
+        api_key = api_key_from_env(spec.api_key_env, "eval.tasks judge.api_key_env")
         rubric, rubric_name = load_rubric(spec.rubric)
         items = read_items(spec.data)
         items = items[: spec.max_samples] if spec.max_samples else items
         answers = ctx.generate(
             [it["prompt"] for it in items], max_new_tokens=spec.max_new_tokens, temperature=0.0
         )
+        cache = None
+        if spec.cache:
+            cache = ResponseCache(Path(spec.cache_dir) if spec.cache_dir else default_cache_dir())
         client = JudgeClient(
             spec.url,
             spec.model,
@@ -270,11 +182,10 @@ class Judge(Task):
             backoff=spec.backoff,
             timeout=spec.timeout,
             max_tokens=spec.judge_max_tokens,
+            cache=cache,
         )
-        cache = JudgeCache(Path(spec.cache_dir) if spec.cache_dir else default_cache_dir())
-        prompts, keys, replies = [], [], []
-        for it, answer in zip(items, answers):
-            prompt = fill(
+        prompts = [
+            fill(
                 rubric,
                 question=it["prompt"],
                 answer=answer,
@@ -282,21 +193,14 @@ class Judge(Task):
                 min_score=_num(spec.min_score),
                 max_score=_num(spec.max_score),
             )
-            key = cache_key(spec.model, prompt, it["prompt"], answer, it["reference"])
-            prompts.append(prompt)
-            keys.append(key)
-            replies.append(cache.get(key) if spec.cache else None)
-        hits = [r is not None for r in replies]
-        missing = [i for i, r in enumerate(replies) if r is None]
-        # Requests in flight together (threads: the time is spent waiting on the network).
-        with ThreadPoolExecutor(max_workers=min(spec.concurrency, max(len(missing), 1))) as pool:
-            for i, reply in zip(missing, pool.map(client.ask, [prompts[i] for i in missing])):
-                replies[i] = reply
-                if spec.cache:
-                    cache.put(keys[i], reply)
+            for it, answer in zip(items, answers)
+        ]
+        # Identical requests (model, filled rubric, sampling) are read from the cache, not sent.
+        completions = client.grade(prompts, spec.concurrency)
+        replies = [c.text for c in completions]
+        hits = [c.cached for c in completions]
         rows, scores = [], []
         for it, answer, reply, hit in zip(items, answers, replies, hits):
-            assert reply is not None
             score = parse_score(reply, spec.min_score, spec.max_score)
             if score is not None:
                 scores.append(score)
