@@ -19,6 +19,9 @@ MODULE = {
     "apollo-torch": "apollo_torch",
     "badam": "badam",
     "gguf": "gguf",
+    "gradio": "gradio",
+    "scikit-learn": "sklearn",
+    "rtdl_revisiting_models": "rtdl_revisiting_models",
 }
 INDIRECT = {"tensorboard": "Accelerate's tracker imports it for train.report_to: tensorboard"}
 
