@@ -423,27 +423,7 @@ def build(board: Board) -> Any:
         refresh_btn.click(refresh, [run_pick], [run_pick])
 
         def act(what: str, run: str | None, out: str = "") -> str:
-            if not run:
-                return "pick a run first"
-            run_dir = board.queue.resolve(run)
-            if what == "stop":
-                return board.queue.stop(run_dir)
-            if what == "resume":
-                return board.resume(run_dir)
-            if board.queue.busy(run_dir):
-                return "a job of this run is already queued or running"
-            if what == "eval":
-                board.queue.submit("eval", ["eval", str(run_dir)], run_dir, "board-eval.log")
-                return "queued `tunesmith eval` (log: board-eval.log)"
-            dest = (
-                board.queue.resolve(out)
-                if out.strip()
-                else run_dir.with_name(run_dir.name + "-export")
-            )
-            board.queue.submit(
-                "export", ["export", str(run_dir), "--out", str(dest)], run_dir, "board-export.log"
-            )
-            return f"queued `tunesmith export` to `{board.show_path(dest)}` (log: board-export.log)"
+            return board.action(what, run, out) if run else "pick a run first"
 
         stop_btn.click(lambda r: act("stop", r), [run_pick], [action_msg])
         resume_btn.click(lambda r: act("resume", r), [run_pick], [action_msg])

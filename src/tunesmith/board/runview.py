@@ -55,6 +55,8 @@ class RunStatus:
     total: int | None
     last: dict[str, Any] | None
     log: str
+    error: str | None = None
+    evals: tuple[tuple[str, dict[str, float]], ...] = ()
 
     def headline(self) -> str:
         """``train running: step 3/6, loss 8.3608`` (Markdown)."""
@@ -68,7 +70,14 @@ class RunStatus:
             parts.append(f"loss {self.last['loss']:.4f}")
         if self.last and "val_loss" in self.last:
             parts.append(f"val_loss {self.last['val_loss']:.4f}")
-        return ", ".join(parts)
+        lines = [", ".join(parts)]
+        if self.error:
+            lines.append(f"`{self.error}`")
+        lines += [
+            f"eval {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            for name, metrics in self.evals
+        ]
+        return "\n\n".join(lines)
 
     @property
     def fraction(self) -> float:
@@ -76,6 +85,26 @@ class RunStatus:
         if not self.step or not self.total:
             return 0.0
         return min(1.0, self.step / self.total)
+
+
+def last_error(log: str) -> str | None:
+    """The CLI's last one-line ``error: ...`` in a job's log, if any."""
+    found = [line for line in log.splitlines() if line.startswith("error: ")]
+    return found[-1] if found else None
+
+
+def eval_results(run_dir: Path) -> tuple[tuple[str, dict[str, float]], ...]:
+    """``(task name, metrics)`` of each ``eval/<name>.json`` that ``tunesmith eval`` wrote."""
+    import json
+
+    out = []
+    for f in sorted((run_dir / "eval").glob("*.json")):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+            out.append((str(data["name"]), {k: float(v) for k, v in data["metrics"].items()}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # a file being written, or not an eval result: nothing to show yet
+    return tuple(out)
 
 
 def run_status(run_dir: Path) -> RunStatus:
@@ -102,6 +131,8 @@ def run_status(run_dir: Path) -> RunStatus:
         total=total,
         last=metrics[-1] if metrics else None,
         log=log,
+        error=last_error(log) if shown in ("failed", "lost") else None,
+        evals=eval_results(run_dir),
     )
 
 

@@ -103,6 +103,27 @@ class Board:
         self.queue.submit("train", args, run_dir, "board.log")
         return "resume queued"
 
+    def action(self, what: str, run: str, out: str = "") -> str:
+        """The Run tab's buttons: ``stop``, ``resume``, ``eval`` or ``export`` on a run; the
+        message the page shows."""
+        run_dir = self.queue.resolve(run)
+        if what == "stop":
+            return self.queue.stop(run_dir)
+        if what == "resume":
+            return self.resume(run_dir)
+        if self.queue.busy(run_dir):
+            return "a job of this run is already queued or running"
+        if what == "eval":
+            self.queue.submit("eval", ["eval", str(run_dir)], run_dir, "board-eval.log")
+            return "queued `tunesmith eval` (log: board-eval.log)"
+        dest = (
+            self.queue.resolve(out) if out.strip() else run_dir.with_name(run_dir.name + "-export")
+        )
+        self.queue.submit(
+            "export", ["export", str(run_dir), "--out", str(dest)], run_dir, "board-export.log"
+        )
+        return f"queued `tunesmith export` to `{self.show_path(dest)}` (log: board-export.log)"
+
     def preview_file(self, tree: dict[str, Any]) -> Path:
         """The form's YAML written for ``data preview``'s loader."""
         path = self._scratch / "preview.yaml"
