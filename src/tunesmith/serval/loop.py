@@ -198,6 +198,10 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Say = print) -> list[di
     sv = cfg.serval
     if sv is None:
         raise ConfigError("serval: the config has no serval section; add one (see serval-demo)")
+    if cfg.train.threads:  # the vertical models (FT-Transformer, text) train in this process
+        import torch
+
+        torch.set_num_threads(cfg.train.threads)
     run_dir = Path(cfg.output.run_dir)
     splits = load_records(sv.records, sv.table if sv.vertical.kind == "table" else None)
     train, test = splits["train"].take(sv.max_train), splits["test"]
