@@ -768,6 +768,14 @@ class ExportConfig(Section):
     )
     max_shard_size: str = Field("2GB", description="Largest safetensors shard, e.g. 500MB, 2GB.")
     adapter_only: bool = Field(False, description="Copy the adapter instead of merging it.")
+    calibration_samples: int = Field(
+        128, ge=1, description="GPTQ export: training prompts of the run to calibrate on."
+    )
+    gptq_group_size: int = Field(
+        128,
+        ge=-1,
+        description="GPTQ export: columns per scale (-1: one per column); must divide in_features.",
+    )
 
 
 class ServeConfig(Section):
