@@ -48,5 +48,5 @@ def test_cli_refuses_gptq(
 
     assert main(["export", str(tiny_qwen2), "--out", str(tmp_path / "x"), "--quant", "gptq"]) != 0
     err = capsys.readouterr().err
-    assert "--quant gptq: for --format hf choose one of bnb-4bit, bnb-8bit" in err
-    assert "GPTQ/AWQ need a GPU" in err
+    assert "--quant gptq: for --format hf choose one of bnb-4bit, bnb-8bit, gptq-4bit" in err
+    assert "gptq-* needs a CUDA GPU and gptqmodel" in err

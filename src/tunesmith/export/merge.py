@@ -22,6 +22,7 @@ from typing import Any
 
 from tunesmith.atomic import replace_dir
 from tunesmith.errors import ConfigError
+from tunesmith.export.gptq import AWQ_QUANTS, GPTQ_QUANTS, NO_AWQ
 
 DTYPES = ("float32", "bfloat16", "float16")
 FORMATS = ("hf", "gguf")
@@ -82,6 +83,8 @@ def export(
     force: bool = False,
     fmt: str = "hf",
     quant: str | None = None,
+    calibration_samples: int = 128,
+    group_size: int = 128,
 ) -> ExportResult:
     """Write ``run_or_model`` (a run directory, or a base model plus ``adapter``) to ``out``.
 
@@ -95,7 +98,10 @@ def export(
         force: replace a non-empty ``out``.
         fmt: ``hf`` (safetensors folder) or ``gguf`` (the folder plus one GGUF file).
         quant: ``gguf``: ``f16`` (default), ``bf16``, ``f32``, ``q8_0``, ``q4_0``, ``q4_k_m``;
-            ``hf``: ``bnb-4bit`` (NF4, double quantisation) or ``bnb-8bit``.
+            ``hf``: ``bnb-4bit`` (NF4, double quantisation), ``bnb-8bit``, or (CUDA GPU,
+            ``gptqmodel``) ``gptq-4bit``/``gptq-8bit``.
+        calibration_samples: GPTQ: training prompts of the run to calibrate on.
+        group_size: GPTQ: columns sharing one scale (must divide every layer's in_features).
     """
     from tunesmith.infer.vision import is_vlm_target
     from tunesmith.model.source import locate
@@ -111,6 +117,17 @@ def export(
     if adapter_only and not where.adapter:
         raise ConfigError(f"{run_or_model}: --adapter-only needs a LoRA run or --adapter PATH")
     gguf_quant, bnb_bits = _check_format(fmt, quant, adapter_only=adapter_only, vision=vision)
+    gptq_bits = GPTQ_QUANTS.get(quant or "") if fmt == "hf" else None
+    calib: tuple[Any, list[str], int] | None = None
+    if gptq_bits:  # every precondition before the merge: shapes (CPU), CUDA, packages, data
+        from tunesmith.export import gptq
+        from tunesmith.model.loader import resolve_model_path
+
+        gptq.check_shapes(resolve_model_path(where.base), group_size)
+        gptq.check_environment()
+        tok = _tokenizer(where)
+        texts, _ = gptq.calibration_texts(where.run, tok, calibration_samples)
+        calib = (tok, texts, calibration_samples)
 
     with replace_dir(out, prefix=f".{out.name}-") as tmp:
         if adapter_only:
@@ -123,6 +140,10 @@ def export(
             )
         elif bnb_bits:
             merged, model, tokenizer = _merge_and_quantize(where, tmp, bnb_bits, max_shard_size)
+        elif gptq_bits and calib is not None:
+            merged, model, tokenizer = _merge_and_gptq(
+                where, tmp, gptq_bits, group_size, calib[1], max_shard_size
+            )
         else:
             merged, model, tokenizer = _merge_and_save(where, tmp, dtype, max_shard_size)
         source = "."
@@ -137,11 +158,17 @@ def export(
             model,
             tokenizer,
             adapter_only=adapter_only,
-            dtype=dtype if not bnb_bits else str(quant),
+            dtype=dtype if not (bnb_bits or gptq_bits) else str(quant),
             vision=vision,
             source=source,
-            ollama=not bnb_bits,
+            ollama=not (bnb_bits or gptq_bits),
         )
+        if gptq_bits and calib is not None:
+            from tunesmith.export.gptq import card_note
+
+            note = card_note(gptq_bits, group_size, len(calib[1]), calib[2])
+            with (tmp / "README.md").open("a", encoding="utf-8") as f:
+                f.write(note)
     return ExportResult(out, merged, sorted(p.name for p in out.iterdir()))
 
 
@@ -165,16 +192,34 @@ def _check_format(
         return quant, None
     if quant is None:
         return None, None
-    if quant not in BNB_QUANTS:
+    if quant in AWQ_QUANTS:
+        raise ConfigError(NO_AWQ.format(q=quant))
+    if quant not in BNB_QUANTS and quant not in GPTQ_QUANTS:
         hint = " (GGUF quants need --format gguf)" if quant in QUANTS else ""
+        choices = ", ".join([*BNB_QUANTS, *GPTQ_QUANTS])
         raise ConfigError(
-            f"--quant {quant}: for --format hf choose one of {', '.join(BNB_QUANTS)}{hint}; "
-            "GPTQ/AWQ need a GPU and their own packages (see README)"
+            f"--quant {quant}: for --format hf choose one of {choices}{hint}; "
+            "gptq-* needs a CUDA GPU and gptqmodel (see README)"
         )
     if adapter_only or vision:
         what = "--adapter-only" if adapter_only else "a vision-language run"
         raise ConfigError(f"--quant {quant}: not for {what}")
-    return None, BNB_QUANTS[quant]
+    return None, BNB_QUANTS.get(quant)
+
+
+def _merge_and_gptq(
+    where: Any, tmp: Path, bits: int, group_size: int, texts: list[str], shard: str | int
+) -> Any:
+    """Merge into a float16 scratch folder, then quantise it with GPTQ on the GPU."""
+    import tempfile
+
+    from tunesmith.export.gptq import quantize
+
+    with tempfile.TemporaryDirectory(prefix=".merged-", dir=tmp.parent) as scratch:
+        merged, _, tokenizer = _merge_and_save(where, Path(scratch), "float16", shard)
+        model = quantize(Path(scratch), tmp, tokenizer, texts, bits, group_size, shard)
+    tokenizer.save_pretrained(tmp)
+    return merged, model, tokenizer
 
 
 def _merge_and_quantize(where: Any, tmp: Path, bits: int, shard: str | int) -> Any:

@@ -120,6 +120,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         "dtype": args.dtype,
         "max_shard_size": args.max_shard_size,
         "adapter_only": args.adapter_only or None,
+        "calibration_samples": getattr(args, "calibration_samples", None),
+        "gptq_group_size": getattr(args, "group_size", None),
     }
     opts: Any = run_section(args.run, "export", given)
     if opts.dir is None:
@@ -134,10 +136,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         force=args.force,
         fmt=getattr(args, "format", "hf"),
         quant=getattr(args, "quant", None),
+        calibration_samples=opts.calibration_samples,
+        group_size=opts.gptq_group_size,
     )
     what = "merged model" if result.merged else "adapter" if opts.adapter_only else "model"
     print(f"wrote {what} to {result.out}: {', '.join(result.files)}")
-    modelfile = "Modelfile" in result.files  # none for vision models and bnb quants
+    modelfile = "Modelfile" in result.files  # none for vision models and bnb/gptq quants
     ollama = f"   |   ollama create NAME -f {result.out}/Modelfile" if modelfile else ""
     print(f"try: tunesmith chat {result.out}{ollama}")
     return 0
@@ -163,7 +167,18 @@ def add_export(sub: Any) -> argparse.ArgumentParser:
         "--quant",
         metavar="Q",
         help="gguf: f16 (default), bf16, f32, q8_0, q4_0, q4_k_m (needs llama-cpp-python); "
-        "hf: bnb-4bit or bnb-8bit (bitsandbytes safetensors)",
+        "hf: bnb-4bit or bnb-8bit (bitsandbytes safetensors), gptq-4bit or gptq-8bit (CUDA GPU, "
+        "gptqmodel)",
+    )
+    e.add_argument(
+        "--calibration-samples",
+        type=int,
+        help="GPTQ: training prompts to calibrate on (default: export.calibration_samples, 128)",
+    )
+    e.add_argument(
+        "--group-size",
+        type=int,
+        help="GPTQ: columns per scale, must divide in_features (default: export.gptq_group_size)",
     )
     e.set_defaults(func=cmd_export)
     return e
