@@ -296,8 +296,9 @@ def estimate(
     return Estimate(c, parts, devices, sharding, target, plain, ckpt)
 
 
-def _gib(x: float) -> str:
-    return f"{x / GIB:,.3f} GiB" if x >= 0.01 * GIB else f"{x / 2**20:,.1f} MiB"
+def _size(x: float, unit: str) -> str:
+    """Bytes in ``unit`` (one unit per table, picked by its total, so rows compare at a glance)."""
+    return f"{x / GIB:,.2f} GiB" if unit == "GiB" else f"{x / 2**20:,.1f} MiB"
 
 
 def report(cfg: RunConfig, est: Estimate) -> str:
@@ -312,11 +313,12 @@ def report(cfg: RunConfig, est: Estimate) -> str:
         f"optimiser {cfg.train.optim}, "
         f"gradient checkpointing {'on' if cfg.train.gradient_checkpointing else 'off'}):",
     ]
-    lines += [f"  {k:<12} {_gib(v)}" for k, v in est.parts.items()]
-    lines.append(f"  {'total':<12} {_gib(est.total)}")
+    unit = "GiB" if est.total >= GIB else "MiB"
+    lines += [f"  {k:<12} {_size(v, unit):>12}" for k, v in est.parts.items()]
+    lines.append(f"  {'total':<12} {_size(est.total, unit):>12}")
     lines.append(
-        f"  activations: {_gib(est.activations_plain)} without checkpointing, "
-        f"{_gib(est.activations_ckpt)} with (train.gradient_checkpointing)"
+        f"  activations: {_size(est.activations_plain, unit)} without checkpointing, "
+        f"{_size(est.activations_ckpt, unit)} with (train.gradient_checkpointing)"
     )
     if est.target == "gpu":
         fit = "  ".join(f"{gb}GB:{'yes' if est.fits(gb) else 'no'}" for gb in GPU_SIZES_GB)
@@ -461,8 +463,10 @@ def error_line(est: Estimate, got: Measured) -> str:
     """``estimate`` against a measured peak (the CUDA context is not allocated memory)."""
     predicted = est.total - est.parts.get("cuda_context", 0.0)
     err = 100.0 * (predicted - got.peak) / got.peak
+    unit = "GiB" if got.peak >= GIB else "MiB"
     return (
-        f"measured on {got.device}: peak {_gib(got.peak)} (weights {_gib(got.weights)}), "
-        f"{got.step_seconds:.2f} s/step; estimate {_gib(predicted)} without the CUDA context: "
+        f"measured on {got.device}: peak {_size(got.peak, unit)} (weights "
+        f"{_size(got.weights, unit)}), {got.step_seconds:.2f} s/step; estimate "
+        f"{_size(predicted, unit)} without the CUDA context: "
         f"error {err:+.1f}%"
     )
