@@ -339,9 +339,10 @@ class RewardModelConfig(Section):
 class RewardSpec(Section):
     """One reward function of a GRPO run; several combine as a weighted sum."""
 
-    kind: Literal["exact", "regex", "length", "function", "model", "endpoint"] = Field(
+    kind: Literal["exact", "numeric", "regex", "length", "function", "model", "endpoint"] = Field(
         ...,
-        description="exact: the completion equals the sample's answer; regex: it matches "
+        description="exact: the completion equals the sample's answer; numeric: partial credit "
+        "1/(1+|pred-answer|/scale) for its first number; regex: it matches "
         "`pattern`; length: a penalty past `target` tokens; function: `module:function`; "
         "model: a reward model (a stage rm run); endpoint: an OpenAI-compatible judge.",
     )
@@ -349,6 +350,9 @@ class RewardSpec(Section):
     name: str | None = Field(None, description="Name in the metrics (default: the kind).")
     pattern: str | None = Field(None, description="regex: the pattern the completion must match.")
     target: int | None = Field(None, ge=0, description="length: tokens allowed before penalty.")
+    scale: float | None = Field(
+        None, gt=0, description="numeric: the distance that halves the score (default 1)."
+    )
     function: str | None = Field(None, description="function: `module:function`.")
     path: str | None = Field(None, description="model: the rm run directory (or its model).")
     url: str | None = Field(None, description="endpoint: the API base, e.g. http://host/v1.")
@@ -1249,6 +1253,14 @@ def rl_problems(cfg: RunConfig) -> list[Problem]:
                         ("method", "grpo", "rewards", i, field),
                         None,
                         f"reward kind {r.kind!r} needs {field}",
+                    )
+                )
+            if r.kind != "numeric" and r.scale is not None:
+                out.append(
+                    (
+                        ("method", "grpo", "rewards", i, "scale"),
+                        r.scale,
+                        "only kind 'numeric' uses scale; drop it or set kind numeric",
                     )
                 )
             if r.kind == "endpoint" and not r.model:

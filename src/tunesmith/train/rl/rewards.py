@@ -5,6 +5,10 @@ messages, the completion text, the prompt's sample dict with its ``answer``, the
 token count) and returns one float per completion:
 
 * ``exact``: 1 when the completion, stripped and case-folded, equals the sample's ``answer``;
+* ``numeric``: partial credit for a number: ``1 / (1 + |pred - answer| / scale)`` where ``pred``
+  is the first number in the completion (0 when it has none; an answer that is not a number
+  scores as ``exact``), so a near miss still beats a wild guess and a group of wrong answers
+  still tells GRPO which were closer;
 * ``regex``: 1 when the completion matches ``pattern`` from its start (``re.match``);
 * ``length``: ``-(tokens over target) / (max_new_tokens - target)``, 0 up to ``target``;
 * ``function``: ``module:function`` called per completion as ``fn(prompt, completion, sample)``;
@@ -52,6 +56,34 @@ def exact_reward(
             )
         out.append(float(text.strip().casefold() == str(answer).strip().casefold()))
     return out
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def _as_number(text: str) -> float | None:
+    """The whole ``text`` read as a number (``None`` when it is not one)."""
+    m = _NUMBER.fullmatch(text.strip())
+    return float(m.group()) if m else None
+
+
+def numeric_reward(scale: float = 1.0) -> RewardFn:
+    """``1 / (1 + |pred - answer| / scale)``: ``pred`` is the completion's first number (none:
+    0); a non-numeric answer (``odd``) scores as ``exact``."""
+
+    def reward(prompts: Any, completions: Sequence[str], samples: Any, lengths: Any) -> list[float]:
+        exact = exact_reward(prompts, completions, samples, lengths)  # also checks the answers
+        out = []
+        for text, sample, hit in zip(completions, samples, exact):
+            answer = _as_number(str(sample["answer"]))
+            if answer is None:
+                out.append(hit)
+                continue
+            m = _NUMBER.search(text)
+            out.append(0.0 if m is None else 1.0 / (1.0 + abs(float(m.group()) - answer) / scale))
+        return out
+
+    return reward
 
 
 def regex_reward(pattern: str, where: str) -> RewardFn:
@@ -121,6 +153,8 @@ def build_rewards(
         where = f"method.grpo.rewards.{i}"
         if spec.kind == "exact":
             fn: RewardFn = exact_reward
+        elif spec.kind == "numeric":
+            fn = numeric_reward(spec.scale or 1.0)
         elif spec.kind == "regex":
             fn = regex_reward(spec.pattern, where)
         elif spec.kind == "length":

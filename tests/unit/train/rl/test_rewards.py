@@ -19,6 +19,7 @@ from tunesmith.train.rl.rewards import (
     build_rewards,
     exact_reward,
     length_reward,
+    numeric_reward,
     regex_reward,
     score,
 )
@@ -37,6 +38,40 @@ def test_exact_strips_and_casefolds_and_needs_an_answer() -> None:
     assert exact_reward(None, [" 5 ", "odd", "55"], samples, None) == [1.0, 1.0, 0.0]
     with pytest.raises(ConfigError, match=r"kind .exact. needs an answer; data\.jsonl:3"):
         exact_reward(None, ["5"], [{"answer": None, "where": "data.jsonl:3"}], None)
+
+
+def test_numeric_partial_credit_by_hand() -> None:
+    fn = numeric_reward()
+    samples = [{"answer": "18"}] * 6 + [{"answer": "odd"}, {"answer": "odd"}, {"answer": "-2.5"}]
+    texts = ["18", " 17", "21", "is 14.", "none", "", "Odd", "7", "-2"]
+    # 1 / (1 + |pred - 18|): the first number counts; no number, 0; a non-numeric answer: exact
+    assert fn(None, texts, samples, None) == [1.0, 0.5, 0.25, 0.2, 0.0, 0.0, 1.0, 0.0, 1 / 1.5]
+    # scale 4: off by 4 halves the score
+    assert numeric_reward(4.0)(None, ["22", "10"], [{"answer": "18"}] * 2, None) == [0.5, 1 / 3]
+    with pytest.raises(ConfigError, match=r"needs an answer; data\.jsonl:2"):
+        fn(None, ["5"], [{"answer": None, "where": "data.jsonl:2"}], None)
+    (r,) = build_rewards([spec("numeric", scale=2.0)], max_new_tokens=4)
+    assert r.name == "numeric" and r.fn(None, ["20"], [{"answer": "18"}], None) == [0.5]
+
+
+def test_numeric_scale_rules() -> None:
+    from pydantic import ValidationError
+
+    import tunesmith
+
+    def tree(**reward: Any) -> dict[str, Any]:
+        return {
+            "model": {"name": "builtin:tiny-qwen2"},
+            "data": {"datasets": [{"path": "builtin:prefs_arith"}]},
+            "method": {"stage": "grpo", "type": "lora", "grpo": {"rewards": [reward]}},
+        }
+
+    cfg = tunesmith.load_config(tree(kind="numeric", scale=3.0))
+    assert cfg.method.grpo.rewards[0].scale == 3.0
+    with pytest.raises(ConfigError, match=r"method.grpo.rewards.0.scale: only kind 'numeric'"):
+        tunesmith.load_config(tree(kind="exact", scale=3.0))
+    with pytest.raises(ValidationError, match="greater than 0"):
+        spec("numeric", scale=0.0)
 
 
 def test_regex_matches_from_the_start_and_bad_patterns_name_the_key() -> None:
