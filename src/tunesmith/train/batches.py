@@ -6,13 +6,22 @@ Batches are collated once per epoch, before the first step, so the step never wa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tunesmith.data.collate import VARLEN_KEYS, collate_packed, collate_padded, varlen_fields
 from tunesmith.data.shard import shard_samples
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from tunesmith.config.schema import RunConfig
+
+Batcher = Callable[[list[dict[str, Any]], int], list[dict[str, Any]]]
+"""``(samples, seed) -> this process's micro-batches of one epoch``: what a recipe hands to
+``Session.optimise``."""
 
 
 def make_batches(
@@ -72,6 +81,47 @@ def make_batches(
             for b in batches
         ]
     return batches
+
+
+def sample_batcher(
+    cfg: RunConfig, pad_token_id: int, accelerator: Accelerator, *, static_rows: bool = False
+) -> Batcher:
+    """The batcher of the token-sample stages (sft, distill): packing or length grouping as the
+    config says, sharded over the processes."""
+
+    def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+        return make_batches(
+            samples,
+            batch_size=cfg.train.batch_size,
+            max_length=cfg.data.max_length,
+            packing=cfg.data.packing,
+            pad_token_id=pad_token_id,
+            seed=seed,
+            num_processes=accelerator.num_processes,
+            rank=accelerator.process_index,
+            group_by_length=cfg.data.group_by_length,
+            static_rows=static_rows,
+            pin_memory=accelerator.device.type == "cuda",
+        )
+
+    return batches_for
+
+
+def pair_batcher(cfg: RunConfig, pad_token_id: int, accelerator: Accelerator) -> Batcher:
+    """The batcher of the pair stages (preference, rm): padded pairs in a seeded order."""
+    from tunesmith.data.pairs import make_pair_batches
+
+    def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+        return make_pair_batches(
+            samples,
+            batch_size=cfg.train.batch_size,
+            pad_token_id=pad_token_id,
+            seed=seed,
+            num_processes=accelerator.num_processes,
+            rank=accelerator.process_index,
+        )
+
+    return batches_for
 
 
 def _masked(sample: dict[str, Any]) -> dict[str, Any]:

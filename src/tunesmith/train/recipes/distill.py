@@ -224,7 +224,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     """Distil ``method.distill.teacher`` into ``model.name`` according to ``cfg``."""
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import tokenizer_for
-    from tunesmith.train.batches import make_batches
+    from tunesmith.train.batches import sample_batcher
     from tunesmith.train.loop import resolve_pass_tokens
 
     check_stage_settings(cfg)  # the schema's rules (load_config ran them)
@@ -255,19 +255,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     )
 
     # 3. Batches, schedule, optimiser, resume: as SFT.
-    def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-        return make_batches(
-            samples,
-            batch_size=tc.batch_size,
-            max_length=cfg.data.max_length,
-            packing=cfg.data.packing,
-            pad_token_id=tokenizer.pad_token_id,
-            seed=seed,
-            num_processes=accelerator.num_processes,
-            rank=accelerator.process_index,
-            group_by_length=cfg.data.group_by_length,
-            pin_memory=accelerator.device.type == "cuda",
-        )
+    batches_for = sample_batcher(cfg, tokenizer.pad_token_id, accelerator)
 
     opt = session.optimise(
         model,

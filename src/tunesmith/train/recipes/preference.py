@@ -80,9 +80,9 @@ def plot_rewards(records: list[dict[str, Any]], out: Path) -> Path | None:
 # ---- the recipe -------------------------------------------------------------------------------
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Preference-tune according to ``cfg`` (``method.stage``: dpo, orpo, simpo or kto)."""
-    from tunesmith.data.pairs import make_pair_batches
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import tokenizer_for
+    from tunesmith.train.batches import pair_batcher
 
     check_stage_settings(cfg)  # the schema's rules (load_config ran them)
     session = Session.start(cfg, console)
@@ -105,15 +105,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     )
 
     # 3. Batches, schedule, optimiser, the reference; resume as SFT.
-    def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-        return make_pair_batches(
-            samples,
-            batch_size=tc.batch_size,
-            pad_token_id=tokenizer.pad_token_id,
-            seed=seed,
-            num_processes=accelerator.num_processes,
-            rank=accelerator.process_index,
-        )
+    batches_for = pair_batcher(cfg, tokenizer.pad_token_id, accelerator)
 
     def reference(prepared: Any) -> None:  # before any update (and before a checkpoint loads)
         if frozen is not None:

@@ -108,9 +108,9 @@ def evaluate_rm(
 # ---- the recipe -------------------------------------------------------------------------------
 def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> TrainResult:
     """Train a reward model according to ``cfg`` (``method.stage: rm``)."""
-    from tunesmith.data.pairs import make_pair_batches
     from tunesmith.model.adapters import param_report
     from tunesmith.model.loader import tokenizer_for
+    from tunesmith.train.batches import pair_batcher
     from tunesmith.train.rl.reward_model import (
         apply_rm_method,
         load_for_training,
@@ -138,15 +138,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     session.say(f"method: rm with {cfg.method.type}; {param_report(model)}")
 
     # 3. Batches of pairs, schedule, optimiser; resume as the preference stages.
-    def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-        return make_pair_batches(
-            samples,
-            batch_size=tc.batch_size,
-            pad_token_id=tokenizer.pad_token_id,
-            seed=seed,
-            num_processes=accelerator.num_processes,
-            rank=accelerator.process_index,
-        )
+    batches_for = pair_batcher(cfg, tokenizer.pad_token_id, accelerator)
 
     n_micro = math.ceil(len(data.train) / (tc.batch_size * accelerator.num_processes))
     opt = session.optimise(

@@ -44,7 +44,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     """Train according to ``cfg``."""
     from tunesmith.model.adapters import apply_method, param_report
     from tunesmith.model.loader import tokenizer_for
-    from tunesmith.train.batches import make_batches
+    from tunesmith.train.batches import sample_batcher
 
     session = Session.start(cfg, console)
     tc, accelerator = cfg.train, session.accelerator
@@ -63,20 +63,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         model.compile()  # in place: the module and its parameter names stay as they are
 
     # 3. Batches, schedule, optimiser, resume.
-    def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-        return make_batches(
-            samples,
-            batch_size=tc.batch_size,
-            max_length=cfg.data.max_length,
-            packing=cfg.data.packing,
-            pad_token_id=tokenizer.pad_token_id,
-            seed=seed,
-            num_processes=accelerator.num_processes,
-            rank=accelerator.process_index,
-            group_by_length=cfg.data.group_by_length,
-            static_rows=tc.compile,
-            pin_memory=accelerator.device.type == "cuda",
-        )
+    batches_for = sample_batcher(cfg, tokenizer.pad_token_id, accelerator, static_rows=tc.compile)
 
     opt = session.optimise(model, batches_for, data.train, data.val)
 
