@@ -169,6 +169,32 @@ def _rtdl() -> Any:
     return rtdl_revisiting_models
 
 
+class _EarlyStop:
+    """Keeps the epoch with the lowest held-out loss of a torch model; stops after ``patience``
+    epochs without a gain (the FT-Transformer and the text classifier share it)."""
+
+    def __init__(self, patience: int, epochs: int) -> None:
+        self.patience, self.best_epoch = patience, epochs
+        self.best_loss, self.since, self.state = math.inf, 0, None
+
+    def update(self, model: Any, held: float, epoch: int) -> bool:
+        """Record epoch ``epoch``'s held-out loss; ``True`` when training should stop."""
+        import copy
+
+        if held < self.best_loss - 1e-6:
+            self.state = copy.deepcopy(model.state_dict())
+            self.best_loss, self.best_epoch, self.since = held, epoch, 0
+            return False
+        self.since += 1
+        return self.since >= self.patience
+
+    def restore(self, model: Any) -> dict[str, Any]:
+        """Load the best epoch's weights (if any held-out loss was seen); the fit's summary."""
+        if self.state is not None:
+            model.load_state_dict(self.state)
+        return {"rounds": self.best_epoch}
+
+
 class FTTransformerModel:
     """The FT-Transformer (Gorishniy et al. 2021) on standardised numeric feature rows.
 
@@ -213,7 +239,6 @@ class FTTransformerModel:
         holdout: Holdout | None = None,
     ) -> dict[str, Any]:
         """Train for up to ``epochs``; returns ``{"rounds": best epoch}``."""
-        import copy
 
         import torch
         from sklearn.preprocessing import StandardScaler
@@ -234,7 +259,7 @@ class FTTransformerModel:
             **ft.get_default_kwargs(self.blocks),
         )
         opt = torch.optim.AdamW(self.model.make_parameter_groups(), lr=self.lr, weight_decay=1e-5)
-        best_state, best_loss, best_epoch, since = None, math.inf, self.epochs, 0
+        stop = _EarlyStop(self.patience, self.epochs)
         for epoch in range(1, self.epochs + 1):
             self.model.train()
             for rows in torch.randperm(len(xs), generator=gen).split(self.batch_size):
@@ -247,17 +272,9 @@ class FTTransformerModel:
                 opt.step()
             if holdout is None or not len(holdout[0]):
                 continue
-            held = log_loss(self.predict_proba(holdout[0]), holdout[1])
-            if held < best_loss - 1e-6:
-                best_state = copy.deepcopy(self.model.state_dict())
-                best_loss, best_epoch, since = held, epoch, 0
-            else:
-                since += 1
-                if since >= self.patience:
-                    break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        return {"rounds": best_epoch}
+            if stop.update(self.model, log_loss(self.predict_proba(holdout[0]), holdout[1]), epoch):
+                break
+        return stop.restore(self.model)
 
     def predict_proba(self, x: Sequence[Any]) -> list[float]:
         """p(label 1) of each row."""
@@ -336,7 +353,6 @@ class TextModel:
         holdout: Holdout | None = None,
     ) -> dict[str, Any]:
         """Train for up to ``epochs``; returns ``{"rounds": best epoch}``."""
-        import copy
         import random
 
         import torch
@@ -345,7 +361,7 @@ class TextModel:
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr)
         order = list(range(len(x)))
         rng = random.Random(self.seed)
-        best_state, best_loss, best_epoch, since = None, math.inf, self.epochs, 0
+        stop = _EarlyStop(self.patience, self.epochs)
         for epoch in range(1, self.epochs + 1):
             self.model.train()
             rng.shuffle(order)
@@ -361,17 +377,9 @@ class TextModel:
                 opt.step()
             if holdout is None or not len(holdout[0]):
                 continue
-            held = log_loss(self.predict_proba(holdout[0]), holdout[1])
-            if held < best_loss - 1e-6:
-                best_state = copy.deepcopy(self.model.state_dict())
-                best_loss, best_epoch, since = held, epoch, 0
-            else:
-                since += 1
-                if since >= self.patience:
-                    break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        return {"rounds": best_epoch}
+            if stop.update(self.model, log_loss(self.predict_proba(holdout[0]), holdout[1]), epoch):
+                break
+        return stop.restore(self.model)
 
     def predict_proba(self, x: Sequence[Any]) -> list[float]:
         """p(label 1) of each text."""
