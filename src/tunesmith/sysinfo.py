@@ -112,6 +112,8 @@ def precision_auto(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return {"choice": "fp32", "why": "several CPU processes take fp32 without measuring"}
     need = precision.CPU_BF16_MIN_SPEEDUP
+    if not precision.cpu_has_bf16_units():
+        return {"choice": "fp32", "why": "no bf16 hardware (avx512_bf16 / AMX): not measured"}
     if measure:
         speedup = precision.cpu_bf16_speedup(*precision.DEFAULT_DIMS)
         dims = "x".join(map(str, precision.DEFAULT_DIMS))

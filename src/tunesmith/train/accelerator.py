@@ -11,6 +11,7 @@ from tunesmith.train.precision import (
     DEFAULT_DIMS,
     choose_precision,
     cpu_bf16_speedup,
+    cpu_has_bf16_units,
     model_dims,
 )
 
@@ -52,6 +53,8 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
         note = ""
         if not torch.cuda.is_available() and accelerator.num_processes > 1:
             note = "; several processes take fp32 unmeasured"
+        elif not torch.cuda.is_available() and not cpu_has_bf16_units():
+            note = "; no bf16 hardware (avx512_bf16 / AMX), not measured"
         elif not torch.cuda.is_available():
             speedup = cpu_bf16_speedup(*(dims or DEFAULT_DIMS))  # cached: no second measurement
             note = f"; a bf16 training step measures {speedup:.2f}x fp32"

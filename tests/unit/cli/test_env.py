@@ -73,6 +73,7 @@ def test_env_measure(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mon
     from tunesmith.train import precision
 
     monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda *a, **k: 1.5)
+    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: True)
     assert main(["env", "--json", "--measure"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["precision_auto"]["choice"] == "bf16"

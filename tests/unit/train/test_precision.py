@@ -27,6 +27,7 @@ def test_auto_on_cpu_follows_the_measured_step(speedup: float, expected: str, mo
         return speedup
 
     monkeypatch.setattr(precision, "cpu_bf16_speedup", measured)
+    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: True)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert precision.choose_precision("auto", (256, 768)) == expected
     assert seen == [(256, 768)]  # measured at the model's own MLP shape
@@ -71,3 +72,26 @@ def test_runs_in_one_process_may_change_precision(tmp_path, fp32_accelerator) ->
         tree = {"data": {"datasets": [{"path": "builtin:general"}]}, "train": {"precision": value}}
         accelerator = make_accelerator(load_config(tree=tree), tmp_path)
         assert accelerator.mixed_precision == expected
+
+
+def test_cpus_without_bf16_hardware_take_fp32_without_measuring(monkeypatch) -> None:
+    def fail(*_a: object, **_k: object) -> float:
+        raise AssertionError("emulated bf16 takes minutes to time and never wins")
+
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", fail)
+    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert precision.choose_precision("auto", (256, 768)) == "no"
+
+
+def test_bf16_units_probe_matches_the_cpu_flags() -> None:
+    from pathlib import Path
+
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags here")
+    assert precision.cpu_has_bf16_units() == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
