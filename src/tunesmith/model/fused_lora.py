@@ -8,7 +8,7 @@ memory-bound passes cost as much as the matmuls. ``lora_linear`` folds them into
     forward   h  = x A^T                      [tokens, r]
               y  = addmm(x W^T + b, h, B^T, alpha=s)
     backward  gh = s * g B                    [tokens, r]   (the scale lands on the small side)
-              dB = s * g^T h,  dA = gh^T x
+              dB = s * (h^T g)^T,  dA = gh^T x
               dx = addmm(g W, gh, A)          (one pass over [tokens, in_features])
 
 ``fuse_lora(model)`` switches every plain LoRA linear of a peft model to it: one active adapter,
@@ -51,8 +51,11 @@ class _LoraLinear(torch.autograd.Function):
         s = ctx.scaling
         need_w, need_b = ctx.needs
         g = grad.reshape(-1, grad.shape[-1])
-        gh = (g @ lora_b).mul_(s)
-        d_b = (g.T @ h).mul_(s) if ctx.needs_input_grad[4] else None
+        # Rank-r results of a long [tokens, out] operand, written so that the GEMM streams the
+        # long operand along its rows: ``g @ B`` with B stored [out, r], and ``g^T h``, ran 2-4x
+        # slower (2 AVX2 EPYC cores, out 768, r 8, 2048 tokens: 0.98 vs 0.45 ms, 1.87 vs 0.47 ms).
+        gh = (g @ lora_b.T.contiguous().T).mul_(s)
+        d_b = (h.T @ g).T.mul_(s) if ctx.needs_input_grad[4] else None
         d_a = gh.T @ flat if ctx.needs_input_grad[3] else None
         d_x = None
         if ctx.needs_input_grad[0]:

@@ -117,15 +117,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
             logits = (h @ w_mat.T).to(acc)
             if bias is not None:
                 logits = logits + bias.to(acc)
-            lse = torch.logsumexp(logits, dim=-1)
-            losses = lse - logits.gather(1, t[:, None]).squeeze(1)
+            # One exp over the [chunk, vocab] buffer, in place, serves both the log-sum-exp and
+            # the softmax of the gradient (logsumexp then exp again made two, plus a copy).
+            top = logits.amax(dim=-1, keepdim=True)
+            picked = logits.gather(1, t[:, None]).squeeze(1)
+            e = logits.sub_(top).exp_()
+            sums = e.sum(dim=-1)
+            losses = top.squeeze(1) + sums.log() - picked
             w = None if token_weights is None else token_weights[start : start + chunk_size].to(acc)
             total += (losses if w is None else losses * w).sum()
             if not (need_h or need_w or need_b):
                 continue
-            # d(sum of losses)/d(logits) = softmax - one_hot(target), scaled by the weights;
-            # computed in place over the logits (one [chunk, vocab] buffer, not three).
-            g = logits.sub_(lse[:, None]).exp_()
+            # d(sum of losses)/d(logits) = softmax - one_hot(target), scaled by the weights.
+            g = e.div_(sums[:, None])
             g[torch.arange(len(t), device=g.device), t] -= 1.0
             if w is not None:
                 g *= w[:, None]
