@@ -15,9 +15,10 @@ these variants (each in its own process, so peak memory is its own):
 * ``packed+fast``     packing + the fused chunked loss + passes of at most ``train.pass_tokens``
                       (tunesmith's default);
 * ``packed+fast+bf16``  the same under bf16 autocast (``train.precision: bf16``);
-* ``packed+compile``  packing + ``torch.compile`` (static rows; the loss through the lm_head on
-                      trained positions only, as ``train.ce_impl: logits``). Compile time is
-                      reported separately and excluded from the timed steps.
+* ``packed+compile``  ``packed+fast`` with ``train.compile``: each decoder layer compiled on
+                      static rows of ``--max-length`` (per-sample attention and the fused loss
+                      stay eager, see ``train/compile.py``). Compile time is reported
+                      separately and excluded from the timed steps.
 
 For each: real tokens/s (tokens of real samples, padding excluded), padding fraction, peak RSS
 (and peak GPU memory on CUDA), model FLOP/s and that as a share of the matmul peak measured in this
@@ -154,6 +155,7 @@ def run_variant(
     from tunesmith.model.attention import use_varlen_sdpa
     from tunesmith.model.loader import load_model, load_tokenizer
     from tunesmith.train.batches import make_batches
+    from tunesmith.train.compile import compile_layers
     from tunesmith.train.loop import resolve_loss_impl, resolve_pass_tokens, train_step
     from tunesmith.train.precision import choose_precision
     from tunesmith.train.recipes.sft import build_renderer, make_optimizer
@@ -165,11 +167,11 @@ def run_variant(
     data = prepare(cfg.data, build_renderer(cfg, tok))
     model = load_model(cfg.model.name, dtype="float32")
     model.config.use_cache = False
-    if cfg.data.packing and not cfg.train.compile and VARIANTS[variant]["ce"] != "full":
+    if cfg.data.packing and VARIANTS[variant]["ce"] != "full":
         use_varlen_sdpa(model)  # attention per packed sample, as `tunesmith train` does
     model = apply_method(model, cfg.method)
     if cfg.train.compile:
-        model.compile()
+        compile_layers(model)
     acc = Accelerator(mixed_precision=choose_precision(cfg.train.precision), cpu=not cuda)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
@@ -242,6 +244,16 @@ def run_variant(
     }
 
 
+def _cpu_name() -> str:
+    """``cpu (<model name>)`` from /proc/cpuinfo where there is one."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "cpu"
+    name = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), "")
+    return f"cpu ({name})" if name else "cpu"
+
+
 def _sample_lengths(batch: dict) -> list[int]:
     if "seq_lens" in batch:
         return [n for row in batch["seq_lens"] for n in row]
@@ -278,17 +290,28 @@ def main() -> None:
 
     tmp = tempfile.TemporaryDirectory(prefix="tunesmith-bench-")
     model_dir = args.model or str(build_bench_model(Path(tmp.name) / "bench-model"))
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    peak32, peak16 = matmul_peak("fp32"), matmul_peak("bf16")
+    from tunesmith.train.precision import cpu_has_bf16_units
+
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if cuda else _cpu_name()
+    # Emulated bf16 (no avx512_bf16 / AMX) ran at 0.3 GFLOP/s on an AVX2 EPYC: its peak and its
+    # variants would take many minutes to show what the CPU flags already say.
+    bf16 = cuda or cpu_has_bf16_units()
+    peak32 = matmul_peak("fp32")
+    peak16 = matmul_peak("bf16") if bf16 else float("nan")
+    variants = [v for v in args.variants.split(",") if bf16 or VARIANTS[v]["precision"] != "bf16"]
+    skipped = [v for v in args.variants.split(",") if v not in variants]
     print(
         f"device {device}, {torch.get_num_threads()} threads; matmul peak: fp32 "
-        f"{peak32 / 1e9:.1f} GFLOP/s, bf16 {peak16 / 1e9:.1f} GFLOP/s (each variant's mfu is "
-        "against the peak of the precision it ran in)"
+        f"{peak32 / 1e9:.1f} GFLOP/s, bf16 "
+        + (f"{peak16 / 1e9:.1f} GFLOP/s" if bf16 else "not measured (no bf16 hardware)")
+        + " (each variant's mfu is against the peak of the precision it ran in)"
+        + (f"; skipped {', '.join(skipped)}" if skipped else "")
     )
     results = []
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     for method in args.methods.split(","):
-        for variant in args.variants.split(","):
+        for variant in variants:
             cmd = [sys.executable, __file__, "--child", method, variant, model_dir]
             cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
             cmd += ["--max-length", str(args.max_length), "--batch-size", str(args.batch_size)]

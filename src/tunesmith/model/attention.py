@@ -103,6 +103,9 @@ def buckets(lengths: list[int]) -> list[tuple[int, list[int]]]:
     return out
 
 
+# torch.compile runs around it, not through it: the sample bounds are read as Python ints, which
+# would make every batch a new graph. The layers' other work keeps fixed shapes and compiles once.
+@torch.compiler.disable
 def varlen_sdpa_forward(
     module: torch.nn.Module,
     query: torch.Tensor,

@@ -11,8 +11,8 @@ Three ways to get ``sum of token losses`` (``train.ce_impl``), all equal to the 
   ``[tokens, vocab]`` tensor exists at all. Needs a plain ``nn.Linear`` head and unsharded weights.
 * ``liger``: Liger's Triton fused linear cross-entropy (CUDA with ``liger-kernel`` installed).
 
-``auto`` takes the first that applies of liger (CUDA, installed), chunked (not under
-``torch.compile``) and logits; models whose ``forward`` has no ``logits_to_keep`` fall back to
+``auto`` takes the first that applies of liger (CUDA, installed), chunked (unless the whole
+model is compiled) and logits; models whose ``forward`` has no ``logits_to_keep`` fall back to
 full logits. Liger takes no per-token weights: batches with span weights use the chunked path.
 """
 
@@ -59,7 +59,8 @@ def resolve_ce_impl(requested: str, model: Any, *, device: torch.device, sharded
     head = _head(model)
     plain_head = type(head) is torch.nn.Linear  # not a LoRA / modules_to_save / 4-bit wrapper
     mask_ok = _takes_logits_mask(model)
-    # The chunked path hooks the head each step, which would make torch.compile retrace.
+    # The chunked path hooks the head each step, which would make a compiled whole model retrace
+    # (train.compile compiles the decoder layers only, so the head stays eager).
     compiled = getattr(_inner(model), "_compiled_call_impl", None) is not None
     chunk_ok = mask_ok and plain_head and not sharded and not compiled
     liger_ok = chunk_ok and device.type == "cuda" and _has_liger()

@@ -54,13 +54,14 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     renderer = session.renderer(tokenizer)
     data = session.data(renderer, cfg.method.stage)
 
-    # 2. Model and what trains. Compiled models keep the block mask: per-sample shapes (varlen
-    # attention) would make compile retrace.
-    model = session.load_model(varlen=cfg.data.packing and not tc.compile)
+    # 2. Model and what trains; with train.compile its decoder layers compile (train/compile.py).
+    model = session.load_model(varlen=cfg.data.packing)
     model = apply_method(model, cfg.method)
     session.say(f"method: {cfg.method.type}; {param_report(model)}")
     if tc.compile:
-        model.compile()  # in place: the module and its parameter names stay as they are
+        from tunesmith.train.compile import compile_layers
+
+        session.say(f"compile: {compile_layers(model)} decoder layers (the first step compiles)")
 
     # 3. Batches, schedule, optimiser, resume.
     batches_for = sample_batcher(cfg, tokenizer.pad_token_id, accelerator, static_rows=tc.compile)
