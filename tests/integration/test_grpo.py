@@ -79,6 +79,11 @@ def test_grpo_trains_and_records(tmp_path: Path, tiny_qwen2: Path, one_torch_thr
     assert r["reward"] == pytest.approx(combined + 0.1 * r["rewards/length/mean"], abs=1e-5)
     assert 1 <= r["completion_length"] <= 7  # up to 6 answer tokens and the stop token
     assert [x["step"] for x in records if "val_reward" in x] == [0, 2]  # start and end
+    for x in (x for x in records if "val_reward" in x):  # greedy and sampled, per reward too
+        assert {"val_sampled_reward", "val_rewards/exact", "val_sampled_rewards/exact"} <= set(x)
+        tasks = {k.split("@")[1] for k in x if k.startswith("val_reward@")}  # the pairs' meta.task
+        assert tasks and tasks <= {"add", "parity", "max"}
+        assert tasks == {k.split("@")[1] for k in x if k.startswith("val_sampled_reward@")}
     rollouts = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     assert {x["step"] for x in rollouts} == {1, 2} and len(rollouts) == 8
     # the adapter trained (peft starts B at zero) and was saved where peft loads it

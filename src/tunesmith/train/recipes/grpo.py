@@ -145,7 +145,13 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
         last = next((r for r in reversed(records) if "reward" in r), {})
         val = next((r for r in reversed(records) if "val_reward" in r), {})
         text = f", reward {first['reward']:.3f} -> {last['reward']:.3f}" if last else ""
-        return text + (f", held-out reward {val['val_reward']:.3f}" if val else "")
+        if not val:
+            return text
+        start = next((r for r in records if "val_reward" in r), val)
+        return text + (
+            f", held-out reward greedy {start['val_reward']:.3f} -> {val['val_reward']:.3f}, "
+            f"sampled {start['val_sampled_reward']:.3f} -> {val['val_sampled_reward']:.3f}"
+        )
 
     save = None
     if g.warmup_steps and cfg.method.type == "lora":

@@ -23,9 +23,10 @@ def plot_grpo(records: list[dict[str, Any]], out: Path) -> Path | None:
     for key in names:
         pts = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot(*zip(*pts), label=key.split("/")[1], linewidth=1, alpha=0.7)
-    val = [(r["step"], r["val_reward"]) for r in records if "val_reward" in r]
-    if val:
-        ax.plot(*zip(*val), "o-", label="held-out (greedy)", linewidth=2)
+    for key, label in (("val_reward", "greedy"), ("val_sampled_reward", "sampled")):
+        val = [(r["step"], r[key]) for r in records if key in r]
+        if val:
+            ax.plot(*zip(*val), "o-", label=f"held-out ({label})", linewidth=2)
     ax.set_ylabel("reward")
     ax.legend(fontsize=8)
     for key, label in (("kl", "KL"), ("completion_length", "completion tokens")):

@@ -39,9 +39,11 @@ def to_prompt(example: Any, where: str) -> dict[str, Any] | str:
 
     if isinstance(example, PreferencePair):
         msgs, answer = _messages(example.prompt.messages), example.chosen.content
+        meta = example.prompt.meta
     elif isinstance(example, Conversation):
         msgs = _messages(example.messages)
-        answer = example.meta.get("answer")
+        meta = example.meta
+        answer = meta.get("answer")
         if msgs and msgs[-1]["role"] == "assistant":
             msgs, answer = msgs[:-1], msgs[-1]["content"]
         if example.images:
@@ -50,7 +52,18 @@ def to_prompt(example: Any, where: str) -> dict[str, Any] | str:
         return f"{type(example).__name__} (not a prompt)"
     if not msgs or msgs[-1]["role"] != "user":
         return "no user turn to answer"
-    return {"messages": msgs, "answer": None if answer is None else str(answer), "where": where}
+    answer = None if answer is None else str(answer)
+    return {"messages": msgs, "answer": answer, "where": where, "task": _task(meta)}
+
+
+def _task(meta: dict[str, Any]) -> str | None:
+    """A record's ``task`` label (top level or under ``meta``): held-out rewards are also
+    reported per task, so a gain on one kind of prompt is not averaged away by another."""
+    task = meta.get("task")
+    nested = meta.get("meta")
+    if task is None and isinstance(nested, dict):
+        task = nested.get("task")
+    return None if task is None else str(task)
 
 
 def load_prompts(cfg: Any) -> Prompts:

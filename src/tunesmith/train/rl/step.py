@@ -85,9 +85,15 @@ class GRPOStep:
         )
 
     def rollouts(
-        self, samples: Sequence[dict[str, Any]], *, greedy: bool, first_row: int = 0
+        self,
+        samples: Sequence[dict[str, Any]],
+        *,
+        greedy: bool,
+        first_row: int = 0,
+        seed_step: int | None = None,
     ) -> tuple[list[list[int]], list[Rollout]]:
-        """Prompt ids and completions (G per prompt when sampling, one when greedy)."""
+        """Prompt ids and completions (G per prompt when sampling, one when greedy); the rows'
+        seeds come from ``seed_step`` (default: the current step)."""
         engine = self.engine()
         g = 1 if greedy else self.cfg.method.grpo.group_size
         was_training = self.policy.training
@@ -95,7 +101,8 @@ class GRPOStep:
         for i, s in enumerate(samples):
             ids = engine.prompt_ids(s["messages"])
             for k in range(g):
-                seed = row_seed(self.cfg.train.seed, self.step, first_row + i * g + k)
+                step = self.step if seed_step is None else seed_step
+                seed = row_seed(self.cfg.train.seed, step, first_row + i * g + k)
                 prompt_ids.append(ids)
                 params.append(self.params(greedy, seed))
         with torch.no_grad():
@@ -248,12 +255,26 @@ class GRPOStep:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def evaluate(self, samples: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """Greedy completions of the held-out prompts: their mean rewards."""
+        """Mean rewards of the held-out prompts: greedy (``val_reward``), and over a group of
+        completions sampled as in training (``val_sampled_reward``, the policy's expected reward,
+        which GRPO maximises and TRL's evaluation reports). The sampled rows draw the same seeds
+        at every evaluation, so successive values differ by the policy, not by luck."""
         if not samples:
             return {}
-        _ids, outs = self.rollouts(samples, greedy=True)
-        total, each = self.score(samples, outs, 1)
-        res = {"val_reward": round(sum(total) / len(total), 6)}
-        for k, v in each.items():
-            res[f"val_rewards/{k}"] = round(sum(v) / len(v), 6)
+        res: dict[str, float] = {}
+        g = self.cfg.method.grpo.group_size
+        for prefix, greedy in (("val", True), ("val_sampled", False)):
+            _ids, outs = self.rollouts(samples, greedy=greedy, seed_step=EVAL_SEED_STEP)
+            n = 1 if greedy else g
+            total, each = self.score(samples, outs, n)
+            res[f"{prefix}_reward"] = round(sum(total) / len(total), 6)
+            for k, v in each.items():
+                res[f"{prefix}_rewards/{k}"] = round(sum(v) / len(v), 6)
+            tasks = [s.get("task") for s in samples for _ in range(n)]
+            for task in sorted({t for t in tasks if t is not None}):
+                mine = [r for r, t in zip(total, tasks) if t == task]
+                res[f"{prefix}_reward@{task}"] = round(sum(mine) / len(mine), 6)
         return res
+
+
+EVAL_SEED_STEP = -1  # the "step" held-out sampling seeds come from: never a training step
