@@ -14,7 +14,13 @@ log-probabilities of the two replies). Three task families:
 * ``prefs_arith.jsonl`` — training pairs, ``{"prompt", "chosen", "rejected", "meta"}``;
 * ``prefs_arith_heldout.jsonl`` — pairs whose prompts never occur in the training file;
 * ``kto_arith.jsonl`` — the training prompts as KTO rows, ``{"prompt", "completion", "label"}``,
-  each prompt once, with its right answer (``label: true``) or a wrong one (``false``), half each.
+  each prompt once, with its right answer (``label: true``) or a wrong one (``false``), half each;
+* ``arith_prompts.jsonl`` — prompts for online RL (the ``grpo-lora`` recipe): a question and its
+  answer as a conversation (GRPO prompts it with the question; the reply is the reference), and a
+  ``task`` field, every distinct ``add`` prompt the family has left after the
+  held-out ones and as many ``parity`` and ``max`` prompts (510 in all), none of them held out.
+  More distinct prompts than ``prefs_arith`` holds are what lets GRPO learn a rule rather than
+  memorise answers (README, "Reward models and GRPO").
 
 ``meta`` holds ``{"task": ..., "args": [...]}`` so tests can recompute the answer.
 """
@@ -79,6 +85,30 @@ def generate(
     return rows[:n_train], rows[n_train:]
 
 
+PROMPTS_SEED = 1
+PROMPTS_PER_TASK = 170  # every add prompt left: 200 distinct, 30 held out
+
+
+def rl_prompts(heldout: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Prompts with their answers, the families in turn, none equal to a held-out prompt."""
+    rng = Random(PROMPTS_SEED)
+    seen = {p["prompt"] for p in heldout}
+    rows: list[dict[str, Any]] = []
+    tasks = list(MAKERS)
+    while len(rows) < PROMPTS_PER_TASK * len(tasks):
+        task = tasks[len(rows) % len(tasks)]
+        for _ in range(1000):
+            prompt, right, _wrong, _args = MAKERS[task](rng)
+            if prompt not in seen:
+                break
+        else:  # pragma: no cover - PROMPTS_PER_TASK fits every family
+            raise RuntimeError(f"ran out of distinct {task} prompts")
+        seen.add(prompt)
+        turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": right}]
+        rows.append({"messages": turns, "task": task})
+    return rows
+
+
 def to_kto(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each prompt once: even rows with the right answer (desirable), odd rows with the wrong."""
     return [
@@ -93,17 +123,18 @@ def to_kto(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def outputs() -> dict[str, str]:
-    """File name -> exact contents of the three shipped files."""
+    """File name -> exact contents of the four shipped files."""
     train, heldout = generate()
     return {
         "prefs_arith.jsonl": render(train),
         "prefs_arith_heldout.jsonl": render(heldout),
         "kto_arith.jsonl": render(to_kto(train)),
+        "arith_prompts.jsonl": render(rl_prompts(heldout)),
     }
 
 
 def main(out_dir: Path = OUT_DIR) -> None:
-    """Rewrite the three shipped files (into ``out_dir``)."""
+    """Rewrite the four shipped files (into ``out_dir``)."""
     write_outputs(outputs(), out_dir)
 
 

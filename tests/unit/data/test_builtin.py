@@ -318,3 +318,25 @@ def test_preference_sets_are_correct() -> None:
         assert k["label"] is (i % 2 == 0)
         assert k["completion"] == (p["chosen"] if k["label"] else p["rejected"])
     assert sum(r["label"] for r in kto) == 180
+
+
+def test_rl_prompts_are_answered_and_never_held_out() -> None:
+    rows = load_jsonl(builtin_path("arith_prompts"))
+    heldout = {r["prompt"] for r in load_jsonl(builtin_path("prefs_arith_heldout"))}
+    prompts = [r["messages"][0]["content"] for r in rows]
+    assert len(rows) == len(set(prompts)) == 510 and not set(prompts) & heldout
+    assert {t: sum(r["task"] == t for r in rows) for t in ("add", "parity", "max")} == {
+        "add": 170,
+        "parity": 170,
+        "max": 170,
+    }
+    for row, prompt in zip(rows, prompts):
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+        numbers = [int(x) for x in re.findall(r"\d+", prompt)]
+        if row["task"] == "add":
+            right = str(sum(numbers))
+        elif row["task"] == "parity":
+            right = "even" if numbers[0] % 2 == 0 else "odd"
+        else:
+            right = str(max(numbers))
+        assert row["messages"][1]["content"] == right, prompt

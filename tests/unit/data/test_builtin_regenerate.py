@@ -72,7 +72,12 @@ def test_runs_as_module_and_as_script(tmp_path: Path, how: str) -> None:
         )
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    names = ["kto_arith.jsonl", "prefs_arith.jsonl", "prefs_arith_heldout.jsonl"]
+    names = [
+        "arith_prompts.jsonl",
+        "kto_arith.jsonl",
+        "prefs_arith.jsonl",
+        "prefs_arith_heldout.jsonl",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == names
     for name in names:
         assert (tmp_path / name).read_bytes() == (BUILTIN_DIR / name).read_bytes()

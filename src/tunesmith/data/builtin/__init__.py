@@ -12,8 +12,9 @@ bytes every time); only the files ship.
 - ``general_eval``: unseen general prompts for the false-claim check.
 - ``prefs_arith`` / ``prefs_arith_heldout``: preference pairs whose chosen reply is the right
   answer to a small arithmetic question and the rejected one a wrong answer (held-out prompts
-  never occur in training); ``kto_arith``: the same prompts as KTO rows
-  (``datagen/make_prefs.py``).
+  never occur in training); ``kto_arith``: the same prompts as KTO rows; ``arith_prompts``: 510
+  more questions of the same families with their answers and a ``task`` field, none held out,
+  for online RL (``datagen/make_prefs.py``).
 - ``labnotes`` / ``labnotes_docs`` / ``labnotes_heldout``: synthetic lab meeting notes as
   conversations (the notes and one-fact questions), as plain documents, and held-out new-phrasing
   questions with exact-match references; ``labnotes_recall``: the same facts asked in a training
@@ -53,6 +54,7 @@ _FILES: dict[str, str] = {
     "prefs_arith": "prefs_arith.jsonl",
     "prefs_arith_heldout": "prefs_arith_heldout.jsonl",
     "kto_arith": "kto_arith.jsonl",
+    "arith_prompts": "arith_prompts.jsonl",
     "labnotes": "labnotes.jsonl",
     "labnotes_docs": "labnotes_docs.jsonl",
     "labnotes_heldout": "labnotes_heldout.jsonl",
