@@ -244,16 +244,6 @@ def run_variant(
     }
 
 
-def _cpu_name() -> str:
-    """``cpu (<model name>)`` from /proc/cpuinfo where there is one."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "cpu"
-    name = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), "")
-    return f"cpu ({name})" if name else "cpu"
-
-
 def _sample_lengths(batch: dict) -> list[int]:
     if "seq_lens" in batch:
         return [n for row in batch["seq_lens"] for n in row]
@@ -290,10 +280,11 @@ def main() -> None:
 
     tmp = tempfile.TemporaryDirectory(prefix="tunesmith-bench-")
     model_dir = args.model or str(build_bench_model(Path(tmp.name) / "bench-model"))
+    from tunesmith.sysinfo import cpu_info
     from tunesmith.train.precision import cpu_has_bf16_units
 
     cuda = torch.cuda.is_available()
-    device = torch.cuda.get_device_name() if cuda else _cpu_name()
+    device = torch.cuda.get_device_name() if cuda else f"cpu ({cpu_info()['model']})"
     # Emulated bf16 (no avx512_bf16 / AMX) ran at 0.3 GFLOP/s on an AVX2 EPYC: its peak and its
     # variants would take many minutes to show what the CPU flags already say.
     bf16 = cuda or cpu_has_bf16_units()

@@ -98,10 +98,10 @@ class GRPOStep:
         g = 1 if greedy else self.cfg.method.grpo.group_size
         was_training = self.policy.training
         prompt_ids, params = [], []
+        step = self.step if seed_step is None else seed_step
         for i, s in enumerate(samples):
             ids = engine.prompt_ids(s["messages"])
             for k in range(g):
-                step = self.step if seed_step is None else seed_step
                 seed = row_seed(self.cfg.train.seed, step, first_row + i * g + k)
                 prompt_ids.append(ids)
                 params.append(self.params(greedy, seed))
