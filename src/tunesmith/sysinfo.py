@@ -91,9 +91,7 @@ def gpu_info() -> list[dict[str, Any]]:
     return out
 
 
-def precision_auto(
-    cpu: dict[str, Any], gpus: list[dict[str, Any]], measure: bool
-) -> dict[str, Any]:
+def precision_auto(measure: bool) -> dict[str, Any]:
     """What ``train.precision: auto`` would choose here (see ``train/precision.py``).
 
     On a GPU the answer is fixed (bf16 where supported). On a CPU, ``auto`` times a bf16 training
@@ -101,38 +99,21 @@ def precision_auto(
     """
     from tunesmith.train import precision
 
-    if gpus:
-        import torch
-
-        bf16 = torch.cuda.is_bf16_supported()  # the test choose_precision makes
-        return {
-            "choice": "bf16" if bf16 else "fp32",
-            "why": "torch.cuda.is_bf16_supported() is " + str(bool(bf16)),
-        }
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return {"choice": "fp32", "why": "several CPU processes take fp32 without measuring"}
+    decided = precision.decide_precision("auto", measure=measure)
+    if decided.mixed_precision is not None:
+        out = {"choice": {"no": "fp32"}.get(decided.mixed_precision, decided.mixed_precision)}
+        why = decided.why
+        if decided.bf16_speedup is not None:
+            dims = "x".join(map(str, precision.DEFAULT_DIMS))
+            why += f", at MLP shape {dims}; training measures the model's own shape"
+            out["bf16_speedup"] = round(decided.bf16_speedup, 2)
+        return {**out, "why": why}
     need = precision.CPU_BF16_MIN_SPEEDUP
-    if not precision.cpu_has_bf16_units():
-        return {"choice": "fp32", "why": "no bf16 hardware (avx512_bf16 / AMX): not measured"}
-    if measure:
-        speedup = precision.cpu_bf16_speedup(*precision.DEFAULT_DIMS)
-        dims = "x".join(map(str, precision.DEFAULT_DIMS))
-        return {
-            "choice": "bf16" if speedup >= need else "fp32",
-            "why": f"a bf16 training step measured {speedup:.2f}x fp32 here (bf16 needs {need}x), "
-            f"at MLP shape {dims}; training measures the model's own shape",
-            "bf16_speedup": round(speedup, 2),
-        }
-    native = cpu["flags"].get("avx512_bf16") or cpu["flags"].get("amx_bf16")
-    likely = (
-        "this CPU has native bf16 (avx512_bf16 / amx_bf16), so either may win"
-        if native
-        else "likely fp32: no native bf16 (avx512_bf16 / amx_bf16)"
-    )
     return {
         "choice": "measured at training start",
         "why": f"bf16 only if a bf16 training step of the model's MLP shape runs at least "
-        f"{need}x faster than fp32; {likely}; `tunesmith env --measure` checks now",
+        f"{need}x faster than fp32; this CPU has bf16 hardware (avx512_bf16 / AMX), so either "
+        "may win; `tunesmith env --measure` checks now",
     }
 
 
@@ -200,7 +181,7 @@ def collect(measure: bool = False) -> dict[str, Any]:
         "cpu": cpu,
         "gpus": gpus,
         "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
-        "precision_auto": precision_auto(cpu, gpus, measure),
+        "precision_auto": precision_auto(measure),
         "attention": attention_info(gpus),
         "caches": cache_info(),
     }

@@ -7,13 +7,7 @@ from typing import Any
 
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
-from tunesmith.train.precision import (
-    DEFAULT_DIMS,
-    choose_precision,
-    cpu_bf16_speedup,
-    cpu_has_bf16_units,
-    model_dims,
-)
+from tunesmith.train.precision import decide_precision, model_dims
 
 TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
@@ -38,7 +32,8 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
     dims = None
     if cfg.train.precision == "auto" and not torch.cuda.is_available():
         dims = model_dims(cfg.model.name)
-    mixed_precision = choose_precision(cfg.train.precision, dims)
+    decided = decide_precision(cfg.train.precision, dims)
+    mixed_precision = decided.mixed_precision or "no"
     allow_precision(mixed_precision)
     accelerator = Accelerator(
         mixed_precision=mixed_precision,
@@ -49,17 +44,8 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
     if trackers:
         accelerator.init_trackers(cfg.output.name, config=flat_hparams(cfg))
     if say is not None and cfg.train.precision == "auto" and accelerator.is_main_process:
-        where = "CUDA" if torch.cuda.is_available() else "this CPU"
-        note = ""
-        if not torch.cuda.is_available() and accelerator.num_processes > 1:
-            note = "; several processes take fp32 unmeasured"
-        elif not torch.cuda.is_available() and not cpu_has_bf16_units():
-            note = "; no bf16 hardware (avx512_bf16 / AMX), not measured"
-        elif not torch.cuda.is_available():
-            speedup = cpu_bf16_speedup(*(dims or DEFAULT_DIMS))  # cached: no second measurement
-            note = f"; a bf16 training step measures {speedup:.2f}x fp32"
-        chosen = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
-        say(f"precision auto -> {chosen} on {where}{note}")
+        chosen = {"no": "fp32"}.get(mixed_precision, mixed_precision)
+        say(f"precision auto -> {chosen} on {decided.why}")
     return accelerator
 
 

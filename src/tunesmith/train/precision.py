@@ -5,12 +5,28 @@ from __future__ import annotations
 import functools
 import os
 import time
+from typing import NamedTuple
 
 from tunesmith.errors import ConfigError
 
 
+class PrecisionChoice(NamedTuple):
+    """What ``train.precision`` resolves to here, and why (for the run's log and ``env``)."""
+
+    mixed_precision: str | None  # Accelerate's value; None: a measurement would decide
+    why: str
+    bf16_speedup: float | None = None  # the measured bf16 / fp32 step ratio, where measured
+
+
 def choose_precision(precision: str, dims: tuple[int, int] | None = None) -> str:
-    """Accelerate's ``mixed_precision`` for a config value.
+    """Accelerate's ``mixed_precision`` for a config value (see ``decide_precision``)."""
+    return decide_precision(precision, dims).mixed_precision or "no"
+
+
+def decide_precision(
+    precision: str, dims: tuple[int, int] | None = None, *, measure: bool = True
+) -> PrecisionChoice:
+    """Accelerate's ``mixed_precision`` for a config value, and why.
 
     ``auto``: bf16 on GPUs that support it; on CPU bf16 only where a training step of the model's
     MLP shape (``dims`` = hidden, intermediate) measures at least ``CPU_BF16_MIN_SPEEDUP`` times
@@ -18,17 +34,32 @@ def choose_precision(precision: str, dims: tuple[int, int] | None = None) -> str
     CPUs it runs ~4x faster in bf16, yet a small model trained 1.3x slower, because autocast adds
     casts and every new shape (the loss rows change each step) costs a kernel build. Several CPU
     processes take fp32 without measuring: each would time on its own and might choose otherwise;
-    so do CPUs without bf16 hardware (``cpu_has_bf16_units``).
+    so do CPUs without bf16 hardware (``cpu_has_bf16_units``). With ``measure`` false, a choice
+    that needs the measurement comes back as ``None``.
     """
     import torch
 
-    if precision == "auto":
-        if torch.cuda.is_available():
-            return "bf16" if torch.cuda.is_bf16_supported() else "no"
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not cpu_has_bf16_units():
-            return "no"
-        return "bf16" if cpu_bf16_speedup(*(dims or DEFAULT_DIMS)) >= CPU_BF16_MIN_SPEEDUP else "no"
-    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+    if precision != "auto":
+        return PrecisionChoice(_ACCELERATE[precision], "set in the config")
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return PrecisionChoice("bf16" if bf16 else "no", f"CUDA, bf16 supported: {bf16}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return PrecisionChoice("no", "this CPU; several processes take fp32 unmeasured")
+    if not cpu_has_bf16_units():
+        return PrecisionChoice("no", "this CPU; no bf16 hardware (avx512_bf16 / AMX), not measured")
+    need = CPU_BF16_MIN_SPEEDUP
+    if not measure:
+        return PrecisionChoice(None, f"this CPU; bf16 if a bf16 training step runs {need}x fp32")
+    speedup = cpu_bf16_speedup(*(dims or DEFAULT_DIMS))
+    return PrecisionChoice(
+        "bf16" if speedup >= need else "no",
+        f"this CPU; a bf16 training step measures {speedup:.2f}x fp32 (bf16 needs {need}x)",
+        speedup,
+    )
+
+
+_ACCELERATE = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def cpu_has_bf16_units() -> bool:

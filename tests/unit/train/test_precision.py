@@ -33,6 +33,17 @@ def test_auto_on_cpu_follows_the_measured_step(speedup: float, expected: str, mo
     assert seen == [(256, 768)]  # measured at the model's own MLP shape
 
 
+def test_the_reason_names_the_measurement_and_measure_false_leaves_it_open(monkeypatch) -> None:
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda *_a: 1.62)
+    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: True)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    decided = precision.decide_precision("auto", (256, 768))
+    assert decided == ("bf16", decided.why, 1.62)
+    assert "measures 1.62x fp32" in decided.why
+    unmeasured = precision.decide_precision("auto", (256, 768), measure=False)
+    assert unmeasured.mixed_precision is None and unmeasured.bf16_speedup is None
+
+
 def test_measurement_is_a_ratio_and_leaves_the_rng_alone() -> None:
     import torch
 
