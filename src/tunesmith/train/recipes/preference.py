@@ -15,8 +15,8 @@ Reference model (DPO, KTO; ORPO and SimPO need none):
 
 Pairs are padded, in data order (the schema resolves ``data.packing`` and ``group_by_length`` to
 false for these stages and refuses an explicit true). Settings this recipe does not honour are
-refused by the config schema (``config/schema.py``, ``stage_problems``), so ``tunesmith validate``
-catches them too.
+refused by the config schema (``config/schema/run.py``, ``stage_problems``), so
+``tunesmith validate`` catches them too.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ class VLMBatches(Sequence[dict[str, Any]]):
 
 
 def check_stage(cfg: RunConfig) -> None:
-    """The vlm stages only, and the schema's stage/setting rules (``config/schema.py``,
+    """The vlm stages only, and the schema's stage/setting rules (``config/schema/run.py``,
     ``stage_problems``: load_config ran them already). What needs the model (the tower's image
     tokens, LoRA targets) is checked in ``model/multimodal.py`` on loading it."""
     if cfg.method.stage not in STAGES:
