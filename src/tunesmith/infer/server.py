@@ -14,30 +14,25 @@ the concurrency limit comes back however it ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hmac
-import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from tunesmith.infer.batching import SequenceRejected
-from tunesmith.infer.decode import Delta, Failed, Finished
+from tunesmith.infer.api_error import APIError
+from tunesmith.infer.content_parts import MAX_IMAGE_PIXELS
+from tunesmith.infer.inflight import Gate, collect, start_generation
 from tunesmith.infer.protocol import (
-    MAX_IMAGE_PIXELS,
-    APIError,
     ChatMessage,
-    ChatPlan,
     ChatRequest,
     CompletionRequest,
     chat_message,
@@ -49,6 +44,7 @@ from tunesmith.infer.protocol import (
     token_budget,
     usage,
 )
+from tunesmith.infer.streaming import EventStream, stream_chat, stream_text
 
 
 @dataclass
@@ -64,131 +60,6 @@ class Limits:
     allow_remote_images: bool = False  # download http(s) image URLs (refused by default)
     image_dirs: tuple[str, ...] = ()  # folders whose files clients may name (none: base64 only)
     max_image_pixels: int = MAX_IMAGE_PIXELS  # width x height of one image, from its header
-
-
-class Gate:
-    """Counts requests in flight; refuses beyond ``limit`` (answered with 429)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.active = limit, 0
-        self._lock = threading.Lock()
-
-    def enter(self) -> Slot:
-        """A place for one request (429 when none is left)."""
-        with self._lock:
-            if self.active >= self.limit:
-                raise APIError(
-                    429,
-                    f"too many concurrent requests (limit {self.limit}); retry shortly",
-                    type="rate_limit_error",
-                    code="rate_limit_exceeded",
-                )
-            self.active += 1
-        return Slot(self)
-
-    def _leave(self, slot: Slot) -> None:
-        with self._lock:
-            if slot.held:
-                slot.held = False
-                self.active -= 1
-
-
-class Slot:
-    """One request's place in a :class:`Gate`; releasing it twice is harmless."""
-
-    def __init__(self, gate: Gate) -> None:
-        self.gate, self.held = gate, True
-
-    def release(self) -> None:
-        """Give the place back (thread-safe, idempotent)."""
-        self.gate._leave(self)
-
-
-class Generation:
-    """Several sequences submitted to the batch worker, read back as ``(index, event)``.
-
-    The request's ``slot`` is released when the last sequence ends (on the worker's side, so
-    even a response that is never sent cannot keep it) or at :meth:`close`, whichever is first.
-    """
-
-    def __init__(
-        self, engine: Any, items: Sequence[tuple[list[int], Any, str | None]], slot: Slot
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-        self.slot = slot
-        running, lock = len(items), threading.Lock()
-
-        def emit(i: int, ev: Any) -> None:
-            nonlocal running
-            if isinstance(ev, Finished | Failed):
-                with lock:
-                    running -= 1
-                    last = running == 0
-                if last:
-                    slot.release()
-            # RuntimeError: the event loop is gone (server shutting down).
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.queue.put_nowait, (i, ev))
-
-        self.left = len(items)
-        self.requests = engine.worker.submit_many(items, emit)
-
-    async def events(self, *, coalesce: bool = False) -> AsyncIterator[tuple[int, Any]]:
-        """Events until every sequence has finished.
-
-        With ``coalesce``, text deltas already waiting are merged per sequence, so a loaded
-        server sends fewer, larger stream chunks instead of falling behind token by token.
-        """
-        while self.left:
-            batch = [await self.queue.get()]
-            while coalesce and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            for i, ev in merge_deltas(batch) if coalesce else batch:
-                if isinstance(ev, Finished | Failed):
-                    self.left -= 1
-                yield i, ev
-
-    def cancel(self) -> None:
-        """Drop sequences still running (the client went away)."""
-        for r in self.requests:
-            r.cancel()
-
-    def close(self) -> None:
-        """Cancel what still runs and give the slot back (safe to call more than once)."""
-        self.cancel()
-        self.slot.release()
-
-
-def start_generation(engine: Any, gate: Gate, items: Sequence[tuple[Any, ...]]) -> Generation:
-    """Take a slot and submit ``items``; the slot is given back if submitting fails."""
-    slot = gate.enter()
-    try:
-        return Generation(engine, items, slot)
-    except BaseException:
-        slot.release()
-        raise
-
-
-class EventStream(StreamingResponse):
-    """An SSE response that closes its generation however it ends: sent, the client gone,
-    the task cancelled, or an error while streaming."""
-
-    def __init__(self, body: AsyncIterator[str], close: Callable[[], None]) -> None:
-        super().__init__(
-            body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-        )
-        self._close = close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._close()
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
 
 
 class RequireKey:
@@ -218,23 +89,6 @@ class RequireKey:
         await self.app(scope, receive, send)
 
 
-def merge_deltas(batch: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
-    """Join the text deltas of each sequence (order kept; a sequence's end stays last)."""
-    out: list[tuple[int, Any]] = []
-    open_delta: dict[int, int] = {}
-    for i, ev in batch:
-        if isinstance(ev, Delta) and i in open_delta:
-            j = open_delta[i]
-            out[j] = (i, Delta(out[j][1].text + ev.text))
-            continue
-        if isinstance(ev, Delta):
-            open_delta[i] = len(out)
-        else:
-            open_delta.pop(i, None)
-        out.append((i, ev))
-    return out
-
-
 # -- request preparation ---------------------------------------------------------------------
 async def read_json(request: Any, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes (413)."""
@@ -248,11 +102,6 @@ async def read_json(request: Any, limit: int) -> bytes:
         if len(body) > limit:
             raise too_big
     return body
-
-
-def sse(obj: Any) -> str:
-    """One server-sent event."""
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
 def guard(endpoint: Any) -> Any:
@@ -432,160 +281,6 @@ def create_app(engine: Any, *, api_key: str | None = None, limits: Limits | None
         return {**head, "choices": choices, "usage": usage(prompt_tokens, sum(counts))}
 
     return app
-
-
-async def collect(
-    gen: Generation, n: int, request: Any = None
-) -> tuple[list[str], list[str], list[int]]:
-    """Wait for every sequence; raise on a generation error.
-
-    With ``request``, a client that disconnects cancels the generation (its slot comes back
-    at once instead of after the whole answer).
-    """
-    watcher = asyncio.ensure_future(cancel_on_disconnect(request, gen)) if request else None
-    texts, reasons, counts = [""] * n, ["stop"] * n, [0] * n
-    try:
-        async for i, ev in gen.events():
-            if isinstance(ev, Delta):
-                texts[i] += ev.text
-            elif isinstance(ev, Finished):
-                reasons[i], counts[i] = ev.reason, ev.completion_tokens
-            else:
-                raise generation_error(ev.error)
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-    return texts, reasons, counts
-
-
-async def cancel_on_disconnect(request: Any, gen: Generation) -> None:
-    """Cancel ``gen`` when the client goes away (the body has been read already)."""
-    with contextlib.suppress(Exception):  # a server that cannot tell: nothing to cancel
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        gen.cancel()
-
-
-def generation_error(exc: BaseException) -> APIError:
-    """A sequence's failure as the client sees it: its own bad input (400) or ours (500)."""
-    if isinstance(exc, APIError):
-        return exc
-    if isinstance(exc, SequenceRejected):
-        return APIError(400, f"request refused: {exc}", param=exc.param)
-    return APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error")
-
-
-def _error_event(exc: BaseException) -> str:
-    return sse(generation_error(exc).body())
-
-
-async def stream_chat(
-    gen: Generation, plan: ChatPlan, head: dict[str, Any], include_usage: bool
-) -> AsyncIterator[str]:
-    """SSE chunks of a chat completion; tool calls are sent whole when the answer ends."""
-    base = {**head, "object": "chat.completion.chunk"}
-
-    def chunk(i: int, delta: dict[str, Any], reason: str | None = None) -> str:
-        return sse(
-            {
-                **base,
-                "choices": [
-                    {"index": i, "delta": delta, "finish_reason": reason, "logprobs": None}
-                ],
-            }
-        )
-
-    n = len(gen.requests)
-    texts, sent, completion = [""] * n, [0] * n, 0
-    try:
-        for i in range(n):
-            yield chunk(i, {"role": "assistant", "content": ""})
-        async for i, ev in gen.events(coalesce=True):
-            if isinstance(ev, Delta):
-                texts[i] += ev.text
-                upto = _streamable(texts[i], plan)
-                if upto > sent[i]:
-                    yield chunk(i, {"content": texts[i][sent[i] : upto]})
-                    sent[i] = upto
-            elif isinstance(ev, Finished):
-                completion += ev.completion_tokens
-                msg, reason = chat_message(texts[i], plan, ev.reason)
-                if msg.get("tool_calls"):
-                    calls = [{"index": k, **c} for k, c in enumerate(msg["tool_calls"])]
-                    yield chunk(i, {"tool_calls": calls})
-                else:
-                    # With a forced prefix nothing was streamed yet (sent == 0).
-                    rest = (msg["content"] or "")[sent[i] :]
-                    if rest:
-                        yield chunk(i, {"content": rest})
-                yield chunk(i, {}, reason)
-            else:
-                yield _error_event(ev.error)
-                break
-        if include_usage:
-            yield sse({**base, "choices": [], "usage": usage(len(plan.ids), completion)})
-        yield "data: [DONE]\n\n"
-    finally:
-        gen.close()
-
-
-def _streamable(text: str, plan: ChatPlan) -> int:
-    """How much of ``text`` may be streamed as content before the answer is complete."""
-    if not plan.tool_names:
-        return len(text)
-    if plan.prefix or text.lstrip().startswith("{"):
-        return 0  # the whole answer may be a call: wait for the end
-    marker = "<tool_call>"
-    at = text.find(marker)
-    if at >= 0:
-        return at
-    for k in range(min(len(marker) - 1, len(text)), 0, -1):
-        if text.endswith(marker[:k]):
-            return len(text) - k
-    return len(text)
-
-
-async def stream_text(
-    gen: Generation,
-    head: dict[str, Any],
-    echo: list[str],
-    prompt_tokens: int,
-    include_usage: bool,
-) -> AsyncIterator[str]:
-    """SSE chunks of a text completion."""
-    completion = 0
-    try:
-        for i, e in enumerate(echo):
-            if e:
-                yield sse({**head, "choices": [{"index": i, "text": e, "finish_reason": None}]})
-        async for i, ev in gen.events(coalesce=True):
-            if isinstance(ev, Delta):
-                yield sse(
-                    {
-                        **head,
-                        "choices": [
-                            {"index": i, "text": ev.text, "finish_reason": None, "logprobs": None}
-                        ],
-                    }
-                )
-            elif isinstance(ev, Finished):
-                completion += ev.completion_tokens
-                yield sse(
-                    {
-                        **head,
-                        "choices": [
-                            {"index": i, "text": "", "finish_reason": ev.reason, "logprobs": None}
-                        ],
-                    }
-                )
-            else:
-                yield _error_event(ev.error)
-                break
-        if include_usage:
-            yield sse({**head, "choices": [], "usage": usage(prompt_tokens, completion)})
-        yield "data: [DONE]\n\n"
-    finally:
-        gen.close()
 
 
 # -- running ---------------------------------------------------------------------------------

@@ -9,15 +9,9 @@ from typing import Any
 
 import pytest
 
-from tunesmith.infer.protocol import (
-    APIError,
-    ChatRequest,
-    ImagePart,
-    has_image_parts,
-    load_images,
-    plan_chat,
-    split_image_parts,
-)
+from tunesmith.infer.api_error import APIError
+from tunesmith.infer.content_parts import ImagePart, has_image_parts, load_images, split_image_parts
+from tunesmith.infer.protocol import ChatRequest, plan_chat
 from tunesmith.infer.server import Limits
 
 

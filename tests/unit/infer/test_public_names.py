@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tunesmith.errors import ConfigError
-from tunesmith.infer.protocol import APIError, public_names, resolve_model
+from tunesmith.infer.api_error import APIError
+from tunesmith.infer.protocol import public_names, resolve_model
 
 
 class Names:
