@@ -4,9 +4,9 @@
 :class:`Comparison`: the config keys that differ, the data mixes, the logged curves, a metrics
 table with the best value of each row marked, and answers side by side (the same prompts
 answered greedily by every run through the inference engine, plus the predictions of every
-evaluation task that generated text, matched by example id). :func:`render_markdown` writes it as
-Markdown; ``compare_html.render_html`` as a self-contained page (``compare_html.write_report``
-writes the files). Nothing but the one
+evaluation task that generated text, matched by example id: ``compare_answers.py``).
+``compare_md.render_markdown`` writes it as Markdown, ``compare_html.render_html`` as a
+self-contained page (``compare_html.write_report`` writes the files). Nothing but the one
 "generated" line depends on the time, so the same runs give the same report.
 """
 
@@ -21,19 +21,31 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import ConfigError
-from tunesmith.runs import RunRecord, load_run, read_jsonl
+from tunesmith.evaluate.compare_answers import (
+    Answerer,
+    AnswerTable,
+    engine_answer,
+    prediction_tables,
+    prompt_answers,
+    read_prompt_file,
+)
+from tunesmith.runs import RunRecord, load_run
 
 #: ``metrics.jsonl`` keys that are bookkeeping, not curves worth comparing.
 NOT_CURVES = frozenset(
     {"step", "epoch", "lr", "grad_norm", "trained_tokens", "tokens_per_s", "elapsed_s"}
     | {"rss_peak_mib", "val_ppl", "steps_in_epoch"}
 )
+
+
 #: Metrics where lower is better (matched on the metric's first name segment); higher otherwise.
 LOWER_IS_BETTER = frozenset({"loss", "perplexity", "contradiction_rate", "false_claim_rate"})
+
+
 #: Config paths that always differ between runs and say nothing about them.
 CONFIG_NOISE = frozenset({"output.dir"})
-#: Most rows of one answers table (an evaluation set can be large; the page must stay readable).
-MAX_ANSWER_ROWS = 100
+
+
 ABSENT = "—"
 
 
@@ -64,35 +76,6 @@ class MetricRow:
 
 
 @dataclass(frozen=True)
-class AnswerRow:
-    """One prompt and every run's answer to it.
-
-    Attributes:
-        id: The example's id (the prompt's number for plain prompts).
-        prompt: The prompt.
-        reference: The expected answer, when known.
-        answers: One answer per run (``None``: that run has none).
-        correct: Per run, the task's verdict when it gives one (``exact_match``), else ``None``.
-    """
-
-    id: str
-    prompt: str
-    reference: str | None
-    answers: tuple[str | None, ...]
-    correct: tuple[bool | None, ...]
-
-
-@dataclass(frozen=True)
-class AnswerTable:
-    """Answers side by side for one set of prompts."""
-
-    title: str
-    note: str
-    rows: tuple[AnswerRow, ...]
-    total: int  # rows before the MAX_ANSWER_ROWS cut
-
-
-@dataclass(frozen=True)
 class DataMix:
     """The runs' data sources side by side: ``cells[source][run]``."""
 
@@ -115,11 +98,6 @@ class Comparison:
     notes: tuple[str, ...] = field(default=())
 
 
-Answerer = Callable[[RunRecord, list[str], int], list[str]]
-"""``(run, prompts, max_new_tokens) -> answers``: how a run answers (default: the engine)."""
-
-
-# ---- collecting ------------------------------------------------------------------------------
 def collect(
     paths: Sequence[str | Path],
     *,
@@ -382,239 +360,3 @@ def metric_rows(runs: Sequence[RunRecord]) -> tuple[MetricRow, ...]:
             values = [float(m[metric]) if _number(m.get(metric)) else None for m in metrics]
             rows.append(_row(f"{name}/{metric}", values, lower_is_better(metric)))
     return tuple(rows)
-
-
-# ---- answers ---------------------------------------------------------------------------------
-def read_prompt_file(path: str) -> list[dict[str, Any]]:
-    """``{"prompt", "reference"}`` items of a prompts file (see :func:`collect`).
-
-    Raises:
-        ConfigError: missing file, no prompts, a row without a prompt column (``file:line``).
-    """
-    from tunesmith.errors import DataError
-    from tunesmith.evaluate.datafile import pick, read_rows, resolve
-    from tunesmith.evaluate.generation import PROMPT_COLUMNS, REFERENCE_COLUMNS
-
-    file = resolve(path)
-    if file.suffix.lower() == ".txt" or not file.suffix:
-        if not file.is_file():
-            raise ConfigError(f"--prompts {path}: file not found; give a text file, one a line")
-        lines = file.read_text(encoding="utf-8").splitlines()
-        items = [{"prompt": line.strip(), "reference": None} for line in lines if line.strip()]
-        if not items:
-            raise ConfigError(f"--prompts {path}: no prompts; write one prompt a line")
-        return items
-    try:
-        items = []
-        for n, row in read_rows(path):
-            prompt = pick(str(file), n, row, PROMPT_COLUMNS, None, "prompt")
-            ref = next((row[c] for c in REFERENCE_COLUMNS if row.get(c) is not None), None)
-            items.append({"prompt": prompt, "reference": None if ref is None else str(ref)})
-    except DataError as exc:
-        raise ConfigError(f"--prompts: {exc}") from None
-    return items
-
-
-def engine_answer(run: RunRecord, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Greedy answers of ``run`` through the inference engine, with its system prompt."""
-    from tunesmith.evaluate.base import EvalContext
-    from tunesmith.infer.engine import Engine
-
-    engine = Engine.load(str(run.dir))
-    try:
-        return EvalContext(engine, run=run).generate(prompts, max_new_tokens=max_new_tokens)
-    finally:
-        engine.close()
-
-
-def prompt_answers(
-    runs: Sequence[RunRecord],
-    labels: Sequence[str],
-    items: Sequence[dict[str, Any]],
-    max_new_tokens: int,
-    answer: Answerer,
-    say: Callable[[str], None],
-) -> tuple[AnswerTable, list[str]]:
-    """Every run's greedy answers to ``items``; unfinished runs (no weights) answer nothing."""
-    prompts = [it["prompt"] for it in items]
-    per_run: list[list[str] | None] = []
-    notes = []
-    for run, label in zip(runs, labels):
-        if not run.finished:
-            per_run.append(None)
-            notes.append(f"{label}: training has not finished (no model/ or adapter/), no answers")
-            continue
-        say(f"compare: {label} answers {len(prompts)} prompt(s)")
-        got = answer(run, prompts, max_new_tokens)
-        per_run.append(list(got))
-    rows = tuple(
-        AnswerRow(
-            id=str(i + 1),
-            prompt=it["prompt"],
-            reference=it.get("reference"),
-            answers=tuple(a[i] if a is not None else None for a in per_run),
-            correct=tuple(None for _ in per_run),
-        )
-        for i, it in enumerate(items)
-    )
-    note = f"greedy, at most {max_new_tokens} new tokens, each run's own chat template and system"
-    return AnswerTable("Prompts", note, rows[:MAX_ANSWER_ROWS], len(rows)), notes
-
-
-def prediction_tables(runs: Sequence[RunRecord]) -> list[AnswerTable]:
-    """One table per evaluation task whose predictions are text, rows matched by ``id``."""
-    names = sorted({n for r in runs for n in r.evals()})
-    tables = []
-    for name in names:
-        by_run: list[dict[str, dict[str, Any]]] = []
-        for r in runs:
-            path = r.dir / "eval" / f"{name}.predictions.jsonl"
-            rows = read_jsonl(path) if path.is_file() else []
-            by_run.append({str(row.get("id")): row for row in rows if "id" in row})
-        ids = list(dict.fromkeys(i for rows in by_run for i in rows))
-        text = [
-            i
-            for i in ids
-            if any(isinstance(rows.get(i, {}).get("prediction"), str) for rows in by_run)
-        ]
-        if not text:
-            continue  # log-likelihood tasks (perplexity): no answers to show
-        out = []
-        for i in text:
-            first = next(rows[i] for rows in by_run if i in rows)
-            ref = first.get("reference")
-            out.append(
-                AnswerRow(
-                    id=i,
-                    prompt=_text(first.get("prompt")),
-                    reference=None if ref is None else _text(ref),
-                    answers=tuple(
-                        _text(rows[i].get("prediction")) if i in rows else None for rows in by_run
-                    ),
-                    correct=tuple(_verdict(rows.get(i)) for rows in by_run),
-                )
-            )
-        task = next((r.evals()[name].get("task") for r in runs if name in r.evals()), name)
-        note = f"eval/{name}.predictions.jsonl ({task}), matched by id"
-        tables.append(AnswerTable(f"eval: {name}", note, tuple(out[:MAX_ANSWER_ROWS]), len(out)))
-    return tables
-
-
-def _text(value: Any) -> str:
-    """A prompt or answer as text (messages as ``role: content`` lines)."""
-    if value is None:
-        return ""
-    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
-        return "\n".join(f"{m.get('role', '?')}: {_text(m.get('content'))}" for m in value)
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _verdict(row: dict[str, Any] | None) -> bool | None:
-    if row is None:
-        return None
-    for key in ("exact_match", "correct"):
-        if isinstance(row.get(key), bool):
-            return bool(row[key])
-    return None
-
-
-# ---- Markdown --------------------------------------------------------------------------------
-def fmt(value: float | None) -> str:
-    """A metric value for the tables (``—`` when absent)."""
-    if value is None:
-        return ABSENT
-    if value == int(value) and abs(value) < 1e6:
-        return str(int(value))
-    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
-
-
-def md_cell(text: str) -> str:
-    """``text`` safe inside a Markdown table cell (pipes, newlines and HTML escaped)."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("\r\n", "\n").replace("\n", "<br>")
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
-    return lines
-
-
-def _verdict_mark(ok: bool | None) -> str:
-    return "" if ok is None else (" ✓" if ok else " ✗")
-
-
-def render_markdown(comp: Comparison, *, generated: str, html_name: str | None = None) -> str:
-    """The comparison as Markdown (for terminals and pull requests).
-
-    Args:
-        comp: What to show.
-        generated: The one time-dependent line ("generated ...").
-        html_name: The HTML report beside it, named for its plots.
-    """
-    labels = comp.labels
-    out = [f"# Comparison of {len(labels)} runs", "", f"generated {generated}", ""]
-    if html_name:
-        out += [f"Curves and the full page: {html_name}.", ""]
-    out += ["## Runs", ""]
-    rows = [
-        [
-            md_cell(label),
-            md_cell(str(r.dir)),
-            md_cell(r.base),
-            r.config.method.type,
-            "yes" if r.finished else "no",
-        ]
-        for label, r in zip(labels, comp.runs)
-    ]
-    out += _md_table(["run", "directory", "base", "method", "finished"], rows)
-    out += ["", "## Config differences", ""]
-    if comp.config_diff:
-        diff = [[f"`{md_cell(k)}`", *(md_cell(v) for v in vs)] for k, vs in comp.config_diff]
-        out += _md_table(["key", *labels], diff)
-    else:
-        out.append("The configs are the same (apart from output.dir).")
-    out += ["", "## Data mix", ""]
-    mix = comp.data_mix
-    grid = [[md_cell(s), *(md_cell(c) for c in cells)] for s, cells in zip(mix.sources, mix.cells)]
-    grid.append(["**total**", *(md_cell(t) for t in mix.totals)])
-    out += _md_table(["source", *labels], grid)
-    out += [
-        "",
-        "## Metrics",
-        "",
-        "Best value per row in bold (lower is better for losses, "
-        "perplexity and error rates; higher otherwise).",
-        "",
-    ]
-    table = []
-    for m in comp.metrics:
-        cells = [f"**{fmt(v)}**" if i in m.best else fmt(v) for i, v in enumerate(m.values)]
-        arrow = "" if m.lower_is_better is None else (" ↓" if m.lower_is_better else " ↑")
-        table.append([md_cell(m.name) + arrow, *cells])
-    out += _md_table(["metric", *labels], table)
-    out += ["", "## Answers side by side", ""]
-    if not comp.answers:
-        out.append("No prompts: give --prompt, --prompts FILE or eval.prompts in the runs.")
-    for t in comp.answers:
-        out += [f"### {md_cell(t.title)}", "", f"{md_cell(t.note)}.", ""]
-        if t.total > len(t.rows):
-            out += [f"First {len(t.rows)} of {t.total} rows.", ""]
-        body = [
-            [
-                md_cell(r.id),
-                md_cell(r.prompt),
-                md_cell(r.reference or ABSENT),
-                *(
-                    md_cell(ABSENT if a is None else a) + _verdict_mark(ok)
-                    for a, ok in zip(r.answers, r.correct)
-                ),
-            ]
-            for r in t.rows
-        ]
-        out += _md_table(["id", "prompt", "reference", *labels], body)
-        out.append("")
-    for note in comp.notes:
-        out.append(f"- {md_cell(note)}")
-    return "\n".join(out).rstrip("\n") + "\n"

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tunesmith.errors import ConfigError
-from tunesmith.evaluate.compare import ABSENT, Comparison, Curve, fmt, render_markdown
+from tunesmith.evaluate.compare import ABSENT, Comparison, Curve
+from tunesmith.evaluate.compare_md import fmt, render_markdown
 
 #: One colour per run, the same in every plot and in the tables' headers.
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")

@@ -11,16 +11,10 @@ import pytest
 import yaml
 
 from tunesmith.errors import ConfigError
-from tunesmith.evaluate.compare import (
-    best_of,
-    collect,
-    flatten,
-    md_cell,
-    read_prompt_file,
-    render_markdown,
-    run_labels,
-)
+from tunesmith.evaluate.compare import best_of, collect, flatten, run_labels
+from tunesmith.evaluate.compare_answers import read_prompt_file
 from tunesmith.evaluate.compare_html import render_html, write_report
+from tunesmith.evaluate.compare_md import md_cell, render_markdown
 from tunesmith.runs import RunRecord
 
 REPORT = """# Data report
