@@ -10,7 +10,7 @@ rows) when given one: the round with the lowest weighted loss there wins.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from tunesmith.errors import ConfigError
@@ -170,12 +170,31 @@ def _rtdl() -> Any:
 
 
 class _EarlyStop:
-    """Keeps the epoch with the lowest held-out loss of a torch model; stops after ``patience``
-    epochs without a gain (the FT-Transformer and the text classifier share it)."""
+    """Trains a torch model, keeping the epoch with the lowest held-out loss; stops after
+    ``patience`` epochs without a gain (the FT-Transformer and the text classifier share it)."""
 
     def __init__(self, patience: int, epochs: int) -> None:
-        self.patience, self.best_epoch = patience, epochs
+        self.patience, self.epochs, self.best_epoch = patience, epochs, epochs
         self.best_loss, self.since, self.state = math.inf, 0, None
+
+    def train(
+        self,
+        model: Any,
+        opt: Any,
+        losses: Callable[[], Iterator[Any]],
+        held_loss: Callable[[], float] | None,
+    ) -> dict[str, Any]:
+        """Up to ``epochs`` epochs, each stepping ``opt`` on every minibatch loss ``losses()``
+        yields, then scoring ``held_loss()`` (when given); ends as ``restore`` does."""
+        for epoch in range(1, self.epochs + 1):
+            model.train()
+            for loss in losses():
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if held_loss is not None and self.update(model, held_loss(), epoch):
+                break
+        return self.restore(model)
 
     def update(self, model: Any, held: float, epoch: int) -> bool:
         """Record epoch ``epoch``'s held-out loss; ``True`` when training should stop."""
@@ -193,6 +212,13 @@ class _EarlyStop:
         if self.state is not None:
             model.load_state_dict(self.state)
         return {"rounds": self.best_epoch}
+
+
+def _held_loss(model: VerticalModel, holdout: Holdout | None) -> Callable[[], float] | None:
+    """The held-out log loss of ``model``'s current weights, or ``None`` without a holdout."""
+    if holdout is None or not len(holdout[0]):
+        return None
+    return lambda: log_loss(model.predict_proba(holdout[0]), holdout[1])
 
 
 class FTTransformerModel:
@@ -259,22 +285,16 @@ class FTTransformerModel:
             **ft.get_default_kwargs(self.blocks),
         )
         opt = torch.optim.AdamW(self.model.make_parameter_groups(), lr=self.lr, weight_decay=1e-5)
-        stop = _EarlyStop(self.patience, self.epochs)
-        for epoch in range(1, self.epochs + 1):
-            self.model.train()
+
+        def losses() -> Iterator[Any]:
             for rows in torch.randperm(len(xs), generator=gen).split(self.batch_size):
                 logit = self.model(xs[rows], None).squeeze(-1)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                yield torch.nn.functional.binary_cross_entropy_with_logits(
                     logit, p[rows], weight=w[rows], reduction="sum"
                 ) / w[rows].sum().clamp_min(1e-8)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if holdout is None or not len(holdout[0]):
-                continue
-            if stop.update(self.model, log_loss(self.predict_proba(holdout[0]), holdout[1]), epoch):
-                break
-        return stop.restore(self.model)
+
+        stop = _EarlyStop(self.patience, self.epochs)
+        return stop.train(self.model, opt, losses, _held_loss(self, holdout))
 
     def predict_proba(self, x: Sequence[Any]) -> list[float]:
         """p(label 1) of each row."""
@@ -361,25 +381,18 @@ class TextModel:
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr)
         order = list(range(len(x)))
         rng = random.Random(self.seed)
-        stop = _EarlyStop(self.patience, self.epochs)
-        for epoch in range(1, self.epochs + 1):
-            self.model.train()
+
+        def losses() -> Iterator[Any]:
             rng.shuffle(order)
             for i in range(0, len(order), self.batch_size):
                 rows = order[i : i + self.batch_size]
                 logp = torch.log_softmax(self._logits([x[r] for r in rows]).float(), dim=-1)
                 p = torch.tensor([soft_labels[r] for r in rows])
                 w = torch.tensor([weights[r] for r in rows])
-                loss = -((1 - p) * logp[:, 0] + p * logp[:, 1]) * w
-                loss = loss.sum() / w.sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if holdout is None or not len(holdout[0]):
-                continue
-            if stop.update(self.model, log_loss(self.predict_proba(holdout[0]), holdout[1]), epoch):
-                break
-        return stop.restore(self.model)
+                yield (-((1 - p) * logp[:, 0] + p * logp[:, 1]) * w).sum() / w.sum()
+
+        stop = _EarlyStop(self.patience, self.epochs)
+        return stop.train(self.model, opt, losses, _held_loss(self, holdout))
 
     def predict_proba(self, x: Sequence[Any]) -> list[float]:
         """p(label 1) of each text."""
