@@ -99,24 +99,39 @@ BENCH_MODEL = ["--arch", "qwen2", "--hidden-size", "512", "--intermediate-size",
 BENCH_MODEL += ["--layers", "4", "--heads", "8", "--kv-heads", "4"]
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of child processes: this checkout's ``src`` first, any other path kept
+    (``bench/gpu_bench.sh`` puts its installed wheels there)."""
+    paths = [str(REPO / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def build_bench_model(out: Path) -> Path:
     """The bench model, built with ``tunesmith model tiny`` (deterministic, a few seconds)."""
     cmd = [sys.executable, "-m", "tunesmith", "model", "tiny", *BENCH_MODEL, "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = _child_env()
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     return out
 
 
 def bench_config(
-    method: str, variant: str, max_length: int, batch_size: int, model: str = "builtin:tiny-qwen2"
+    method: str,
+    variant: str,
+    max_length: int,
+    batch_size: int,
+    model: str = "builtin:tiny-qwen2",
+    ce_impl: str | None = None,
+    data: Path = SHARED,
 ) -> dict:
+    """The run config of one variant; ``ce_impl`` replaces the "+fast" variants' ``auto`` loss."""
     v = VARIANTS[variant]
+    ce = ce_impl if ce_impl and v["ce"] != "full" else v["ce"]
     return {
         "model": {"name": model},
         "data": {
             "datasets": [
-                {"path": str(SHARED / "alpaca_en_demo.json")},
-                {"path": str(SHARED / "identity.json")},
+                {"path": str(data / "alpaca_en_demo.json")},
+                {"path": str(data / "identity.json")},
             ],
             "identity": {"name": "Nova", "author": "the Tunesmith team"},
             "max_length": max_length,
@@ -130,7 +145,7 @@ def bench_config(
             "batch_size": batch_size,
             "precision": v["precision"],
             "seed": 0,
-            "ce_impl": v["ce"],
+            "ce_impl": ce,
             "compile": v["compile"],
         },
     }
@@ -144,6 +159,8 @@ def run_variant(
     max_length: int,
     batch_size: int,
     model_dir: str,
+    ce_impl: str | None = None,
+    data: Path = SHARED,
 ) -> dict:
     """Train ``steps`` timed steps (after ``warmup``) and measure; runs in a child process."""
     import torch
@@ -160,7 +177,8 @@ def run_variant(
     from tunesmith.train.precision import choose_precision
     from tunesmith.train.recipes.sft import build_renderer, make_optimizer
 
-    cfg = load_config(tree=bench_config(method, variant, max_length, batch_size, model_dir))
+    tree = bench_config(method, variant, max_length, batch_size, model_dir, ce_impl, data)
+    cfg = load_config(tree=tree)
     cuda = torch.cuda.is_available()
     torch.manual_seed(0)
     tok = load_tokenizer(cfg.model.name)
@@ -259,6 +277,17 @@ def main() -> None:
     p.add_argument("--model", help="model to train (default: build the bench model)")
     p.add_argument("--methods", default="full,lora")
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument(
+        "--ce-impl",
+        choices=["chunked", "logits", "liger"],
+        help="the loss of the '+fast' variants instead of auto (on CUDA: chunked = without Liger)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=SHARED,
+        help="folder holding alpaca_en_demo.json and identity.json (default ../shared's)",
+    )
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument(
         "--child", nargs=3, metavar=("METHOD", "VARIANT", "MODEL"), help=argparse.SUPPRESS
@@ -267,13 +296,21 @@ def main() -> None:
     if args.child:
         method, variant, model_dir = args.child
         out = run_variant(
-            method, variant, args.steps, args.warmup, args.max_length, args.batch_size, model_dir
+            method,
+            variant,
+            args.steps,
+            args.warmup,
+            args.max_length,
+            args.batch_size,
+            model_dir,
+            args.ce_impl,
+            args.data,
         )
         print("RESULT " + json.dumps(out))
         return
 
-    if not SHARED.is_dir():
-        sys.exit(f"missing {SHARED}: the shared demo data must sit beside the repository")
+    if not (args.data / "alpaca_en_demo.json").is_file():
+        sys.exit(f"missing {args.data}/alpaca_en_demo.json: the shared demo data (see --data)")
     import tempfile
 
     import torch
@@ -300,12 +337,14 @@ def main() -> None:
         + (f"; skipped {', '.join(skipped)}" if skipped else "")
     )
     results = []
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = _child_env()
     for method in args.methods.split(","):
         for variant in variants:
             cmd = [sys.executable, __file__, "--child", method, variant, model_dir]
             cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
             cmd += ["--max-length", str(args.max_length), "--batch-size", str(args.batch_size)]
+            cmd += ["--ce-impl", args.ce_impl] if args.ce_impl else []
+            cmd += ["--data", str(args.data)]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
