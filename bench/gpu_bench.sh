@@ -56,9 +56,6 @@ fetch() {
 }
 
 bench() {
-  OUT=${OUT:-$REPO/gpu-bench-out}
-  mkdir -p "$OUT"
-  exec > >(tee "$OUT/gpu_bench.log") 2>&1
   [[ -d $GPU_DIR/wheels ]] || { echo "no $GPU_DIR/wheels: run 'bash bench/gpu_bench.sh fetch' here first and carry bench/.gpu" >&2; exit 1; }
   local site=/tmp/tunesmith-gpu-site work=/tmp/tunesmith-gpu-work t0=$SECONDS
   rm -rf "$site" "$work" && mkdir -p "$work"
@@ -96,6 +93,10 @@ EOF
 
 case ${1:-bench} in
   fetch) fetch ;;
-  bench) bench ;;
+  bench)
+    OUT=${OUT:-$REPO/gpu-bench-out}
+    mkdir -p "$OUT"
+    bench 2>&1 | tee "$OUT/gpu_bench.log"
+    ;;
   *) echo "usage: bash bench/gpu_bench.sh [fetch|bench]" >&2; exit 2 ;;
 esac
