@@ -104,14 +104,13 @@ def precision_auto(measure: bool) -> dict[str, Any]:
         out = {"choice": {"no": "fp32"}.get(decided.mixed_precision, decided.mixed_precision)}
         why = decided.why
         if decided.bf16_speedup is not None:
-            dims = "x".join(map(str, precision.DEFAULT_DIMS))
-            why += f", at MLP shape {dims}; training measures the model's own shape"
+            why += "; training measures the model's own layer at its rows"
             out["bf16_speedup"] = round(decided.bf16_speedup, 2)
         return {**out, "why": why}
     need = precision.CPU_BF16_MIN_SPEEDUP
     return {
         "choice": "measured at training start",
-        "why": f"bf16 only if a bf16 training step of the model's MLP shape runs at least "
+        "why": f"bf16 only if a bf16 training step of one of the model's layers runs at least "
         f"{need}x faster than fp32; this CPU has bf16 hardware (avx512_bf16 / AMX), so either "
         "may win; `tunesmith env --measure` checks now",
     }

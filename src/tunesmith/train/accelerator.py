@@ -7,7 +7,7 @@ from typing import Any
 
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
-from tunesmith.train.precision import decide_precision, model_dims
+from tunesmith.train.precision import decide_precision, model_shape
 
 TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
@@ -29,10 +29,10 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
             raise ConfigError(
                 f"train.report_to: {name} is not installed; pip install {name}, or remove it"
             )
-    dims = None
+    shape = None
     if cfg.train.precision == "auto" and not torch.cuda.is_available():
-        dims = model_dims(cfg.model.name)
-    decided = decide_precision(cfg.train.precision, dims)
+        shape = model_shape(cfg.model.name, cfg.data.max_length, cfg.train.batch_size)
+    decided = decide_precision(cfg.train.precision, shape)
     mixed_precision = decided.mixed_precision or "no"
     allow_precision(mixed_precision)
     accelerator = Accelerator(

@@ -6,6 +6,8 @@ import pytest
 
 from tunesmith.train import precision
 
+SHAPE = precision.StepShape(256, 768, 8, 4, 32, 256, 8)  # the identity demo's layer and rows
+
 
 @pytest.mark.parametrize(
     ("value", "expected"), [("fp32", "no"), ("bf16", "bf16"), ("fp16", "fp16")]
@@ -15,32 +17,32 @@ def test_explicit_precision_is_not_measured(value: str, expected: str, monkeypat
         raise AssertionError("an explicit precision must not run the measurement")
 
     monkeypatch.setattr(precision, "cpu_bf16_speedup", fail)
-    assert precision.choose_precision(value, (256, 768)) == expected
+    assert precision.choose_precision(value, (SHAPE)) == expected
 
 
 @pytest.mark.parametrize(("speedup", "expected"), [(2.0, "bf16"), (1.0, "no"), (0.5, "no")])
 def test_auto_on_cpu_follows_the_measured_step(speedup: float, expected: str, monkeypatch) -> None:
-    seen: list[tuple[int, int]] = []
+    seen: list[precision.StepShape] = []
 
-    def measured(hidden: int, intermediate: int) -> float:
-        seen.append((hidden, intermediate))
+    def measured(shape: precision.StepShape) -> float:
+        seen.append(shape)
         return speedup
 
     monkeypatch.setattr(precision, "cpu_bf16_speedup", measured)
     monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: True)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert precision.choose_precision("auto", (256, 768)) == expected
-    assert seen == [(256, 768)]  # measured at the model's own MLP shape
+    assert precision.choose_precision("auto", (SHAPE)) == expected
+    assert seen == [SHAPE]  # measured at the model's own layer and rows
 
 
 def test_the_reason_names_the_measurement_and_measure_false_leaves_it_open(monkeypatch) -> None:
     monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda *_a: 1.62)
     monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: True)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    decided = precision.decide_precision("auto", (256, 768))
+    decided = precision.decide_precision("auto", SHAPE)
     assert decided == ("bf16", decided.why, 1.62)
-    assert "measures 1.62x fp32" in decided.why
-    unmeasured = precision.decide_precision("auto", (256, 768), measure=False)
+    assert "(layer 256x768, 8/4 heads of 32, rows 8x256) measures 1.62x fp32" in decided.why
+    unmeasured = precision.decide_precision("auto", SHAPE, measure=False)
     assert unmeasured.mixed_precision is None and unmeasured.bf16_speedup is None
 
 
@@ -49,18 +51,19 @@ def test_measurement_is_a_ratio_and_leaves_the_rng_alone() -> None:
 
     torch.manual_seed(3)
     before = torch.random.get_rng_state()
-    ratio = precision.cpu_bf16_speedup.__wrapped__(64, 128, reps=1)
+    shape = precision.StepShape(64, 128, 4, 2, 16, max_length=64, rows=2)
+    ratio = precision.cpu_bf16_speedup.__wrapped__(shape, reps=1)
     assert ratio > 0
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
-def test_model_dims_reads_the_text_config(tiny_qwen2: object) -> None:
-    assert precision.model_dims(str(tiny_qwen2)) == (256, 768)
+def test_model_shape_reads_the_text_config(tiny_qwen2: object) -> None:
+    assert precision.model_shape(str(tiny_qwen2), max_length=256, rows=8) == SHAPE
 
 
-def test_model_dims_is_none_for_a_folder_without_a_model_config(tmp_path) -> None:
+def test_model_shape_is_none_for_a_folder_without_a_model_config(tmp_path) -> None:
     (tmp_path / "run").mkdir()  # e.g. a VLM stage's run directory, read by its own loader
-    assert precision.model_dims(str(tmp_path / "run")) is None
+    assert precision.model_shape(str(tmp_path / "run")) is None
 
 
 def test_several_cpu_processes_take_fp32_without_measuring(monkeypatch) -> None:
@@ -70,7 +73,7 @@ def test_several_cpu_processes_take_fp32_without_measuring(monkeypatch) -> None:
     monkeypatch.setattr(precision, "cpu_bf16_speedup", fail)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert precision.choose_precision("auto", (256, 768)) == "no"
+    assert precision.choose_precision("auto", (SHAPE)) == "no"
 
 
 def test_runs_in_one_process_may_change_precision(tmp_path, fp32_accelerator) -> None:
@@ -92,7 +95,7 @@ def test_cpus_without_bf16_hardware_take_fp32_without_measuring(monkeypatch) -> 
     monkeypatch.setattr(precision, "cpu_bf16_speedup", fail)
     monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: False)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert precision.choose_precision("auto", (256, 768)) == "no"
+    assert precision.choose_precision("auto", (SHAPE)) == "no"
 
 
 def test_bf16_units_probe_matches_the_cpu_flags() -> None:
