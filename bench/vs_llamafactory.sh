@@ -8,7 +8,8 @@
 # random weights, local BPE tokenizer, ChatML template) from the same weights, on the same data
 # (../shared/data/llamafactory/alpaca_en_demo.json + identity.json), with the same settings:
 # cutoff 1024, LoRA on all linear layers (rank 8, alpha 16, dropout 0), batch 8, grad accum 1,
-# lr 1e-4 cosine without warm-up, clip 1.0, seed 42, fp32, no eval, offline, the same number of
+# lr 1e-4 cosine without warm-up, clip 1.0, seed 42, fp32 (PRECISION=bf16: both under bf16
+# autocast, LF's `bf16: true`), no eval, offline, the same number of
 # steps, OMP_NUM_THREADS=2, one run after the other. LLaMA-Factory turns gradient checkpointing on
 # by default (recomputing activations: ~0.65-0.7x the speed here, see shared/STACK-NOTES.md);
 # tunesmith's default is off, so for identical work LF runs with disable_gradient_checkpointing.
@@ -52,7 +53,7 @@
 # Environment: LF_VENV (reuse/keep the LLaMA-Factory venv there), STEPS (30), WARMUP (2), ROUNDS (3:
 # the three benchmark runs are repeated in turn, A B C C B A A B C ..., and each tool keeps its
 # median round; every round is listed with the load other processes put on the machine),
-# RUN_TIMEOUT (seconds per training run, 900), TUNESMITH (the tunesmith executable; default the
+# PRECISION (fp32 or bf16, for the timed runs), RUN_TIMEOUT (seconds per training run, 900), TUNESMITH (the tunesmith executable; default the
 # repo's .venv), PYTHON (to create the LF venv; python3), KEEP_WORK=1 (keep the temp dir: logs,
 # configs, metrics; its path goes to stderr).
 # The last two lines are `ratio_vs_lf_default=X` and `ratio_vs_lf_neat_packing=Y`
@@ -88,6 +89,11 @@ LF_PINS=(
 )
 STEPS=${STEPS:-30}
 ROUNDS=${ROUNDS:-3}
+PRECISION=${PRECISION:-fp32}
+[[ $PRECISION == fp32 || $PRECISION == bf16 ]] || {
+  echo "PRECISION must be fp32 or bf16, got $PRECISION" >&2
+  exit 1
+}
 WARMUP=${WARMUP:-2}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
 LR=1.0e-4
@@ -225,7 +231,7 @@ weight_decay: 0.0
 max_grad_norm: 1.0
 max_steps: $4
 seed: $SEED
-bf16: false
+bf16: ${LF_BF16:-false}
 fp16: false
 $5
 EOF
@@ -260,7 +266,7 @@ train:
   weight_decay: 0.0
   max_grad_norm: 1.0
   seed: $SEED
-  precision: fp32
+  precision: ${TS_PRECISION:-fp32}
   log_every: 1
 output:
   dir: $WORK/$1_run
@@ -275,9 +281,11 @@ NEAT=$'packing: true\nneat_packing: true'
 lf_config xcheck_lf_default "$WORK/xcheck_data" xcheck 1 "disable_shuffling: true"
 lf_config xcheck_lf_neat_packing "$WORK/xcheck_data" xcheck 1 $'disable_shuffling: true\n'"$NEAT"
 ts_config xcheck_tunesmith "$SLICE_TS" 1
-lf_config lf_default "$DATA" alpaca_en_demo,identity "$STEPS" "include_num_input_tokens_seen: non_padding"
-lf_config lf_neat_packing "$DATA" alpaca_en_demo,identity "$STEPS" "$NEAT"
-ts_config tunesmith "$FULL_TS" "$STEPS"
+# The timed runs train in PRECISION (the cross-check above stays fp32: it checks the labels).
+LF_BF16=$([[ $PRECISION == bf16 ]] && echo true || echo false)
+LF_BF16=$LF_BF16 lf_config lf_default "$DATA" alpaca_en_demo,identity "$STEPS" "include_num_input_tokens_seen: non_padding"
+LF_BF16=$LF_BF16 lf_config lf_neat_packing "$DATA" alpaca_en_demo,identity "$STEPS" "$NEAT"
+TS_PRECISION=$PRECISION ts_config tunesmith "$FULL_TS" "$STEPS"
 "$TUNESMITH" validate "$WORK/tunesmith.yaml" >/dev/null
 
 # ---- runs ----------------------------------------------------------------------------------
@@ -318,7 +326,7 @@ summarize_round() { # NAME ROUND: its summary and usage as NAME.rROUND.{summary,
   fi
   "$TS_PY" "$HELPER" usage "$WORK/$name.time" "$WORK/$name.busy0" "$WORK/$name.busy1" >"$WORK/$name.r$r.usage"
 }
-say "benchmark runs ($STEPS steps, first $WARMUP not timed; $ROUNDS rounds, median round kept):"
+say "benchmark runs ($PRECISION, $STEPS steps, first $WARMUP not timed; $ROUNDS rounds, median round kept):"
 bench_run() { # NAME ROUND
   if [[ $1 == tunesmith ]]; then ts_run tunesmith; else lf_run "$1"; fi
   summarize_round "$1" "$2"

@@ -123,7 +123,7 @@ def test_lora_run_directory_is_a_merged_frozen_teacher(tmp_path: Path, tiny_qwen
     cfg.train.max_steps = 2
     sft.run(cfg, show_progress=False)
     student_cfg = config(tmp_path / "d", tiny_qwen2, teacher=str(tmp_path / "lora"))
-    teacher = distill.load_teacher(student_cfg, load_tokenizer(str(tiny_qwen2)), varlen=False)
+    teacher = distill.load_teacher(student_cfg, load_tokenizer(str(tiny_qwen2)))
     assert not hasattr(teacher, "peft_config") and not teacher.training
     assert not any(p.requires_grad for p in teacher.parameters())
     ids = torch.tensor([[5, 17, 42, 99]])
@@ -137,7 +137,7 @@ def test_lora_run_directory_is_a_merged_frozen_teacher(tmp_path: Path, tiny_qwen
 def test_teacher_in_4bit(tmp_path: Path, tiny_qwen2: Path) -> None:
     bnb = pytest.importorskip("bitsandbytes", reason="teacher_4bit needs bitsandbytes")
     cfg = config(tmp_path / "q", tiny_qwen2, teacher=str(tiny_qwen2), teacher_4bit=True)
-    teacher = distill.load_teacher(cfg, load_tokenizer(str(tiny_qwen2)), varlen=False)
+    teacher = distill.load_teacher(cfg, load_tokenizer(str(tiny_qwen2)))
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in teacher.modules())
     assert not teacher.training
     with torch.no_grad():

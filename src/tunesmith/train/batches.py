@@ -49,8 +49,9 @@ def make_batches(
     ``num_processes``-th unit of it, so N processes see exactly the units one process would see
     with an N-times larger batch.
 
-    ``static_rows`` pads every packed row to ``max_length`` (fixed shapes for ``torch.compile``);
-    ``pin_memory`` pins the tensors for asynchronous copies to a GPU.
+    ``static_rows`` pads every packed row to ``max_length``, and padded batches to a multiple of
+    ``STATIC_MULTIPLE`` tokens (few shapes: for ``torch.compile`` and bf16 on CPU); ``pin_memory``
+    pins the tensors for asynchronous copies to a GPU.
     """
     units, shards = shard_samples(
         samples,
@@ -74,7 +75,10 @@ def make_batches(
             row_length = max_length if static_rows else None
             batches.append(collate_packed(picked, pad_token_id, row_length=row_length))
         else:
-            batches.append(collate_padded([u[0] for u in picked], pad_token_id))
+            multiple = STATIC_MULTIPLE if static_rows else None
+            batches.append(
+                collate_padded([u[0] for u in picked], pad_token_id, pad_to_multiple_of=multiple)
+            )
     if pin_memory:
         batches = [
             {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in b.items()}
@@ -83,11 +87,18 @@ def make_batches(
     return batches
 
 
+STATIC_MULTIPLE = 64
+
+
 def sample_batcher(
     cfg: RunConfig, pad_token_id: int, accelerator: Accelerator, *, static_rows: bool = False
 ) -> Batcher:
     """The batcher of the token-sample stages (sft, distill): packing or length grouping as the
-    config says, sharded over the processes."""
+    config says, sharded over the processes. Rows are static (see ``make_batches``) when asked
+    or when the run trains in bf16/fp16 on CPU (``precision.static_shapes``)."""
+    from tunesmith.train.precision import static_shapes
+
+    static_rows = static_rows or static_shapes(accelerator)
 
     def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
         return make_batches(

@@ -89,7 +89,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
     The gradients are computed in the forward pass, one chunk of rows at a time, so no
     ``[n, vocab]`` tensor ever exists: memory is ``chunk x vocab`` for the logits plus the
     gradient buffers of ``hidden`` and ``weight``. The FLOPs equal the unfused path's (one
-    forward and two backward matmuls); softmax and sums run in float32.
+    forward and two backward matmuls); softmax and sums run in float32. With ``static_rows`` each
+    chunk is padded with zero rows to one of a few sizes (``row_bucket``), which add nothing to
+    the loss or the gradients but keep the matmuls' shapes from changing with every batch.
     """
 
     @staticmethod
@@ -101,6 +103,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         target: torch.Tensor,
         token_weights: torch.Tensor | None,
         chunk_size: int,
+        static_rows: bool,
     ) -> torch.Tensor:
         dtype = hidden.dtype
         acc = torch.promote_types(dtype, torch.float32)  # softmax and sums: float32 or better
@@ -114,9 +117,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size]
             t = target[start : start + chunk_size]
-            logits = (h @ w_mat.T).to(acc)
+            n = len(h)
+            if static_rows:
+                h = F.pad(h, (0, 0, 0, row_bucket(n, chunk_size) - n))
+            padded = (h @ w_mat.T).to(acc)  # [rows, vocab]; rows past n are padding
             if bias is not None:
-                logits = logits + bias.to(acc)
+                padded = padded + bias.to(acc)
+            logits = padded[:n]  # a view: the in-place work below lands in ``padded``
             # One exp over the [chunk, vocab] buffer, in place, serves both the log-sum-exp and
             # the softmax of the gradient (logsumexp then exp again made two, plus a copy).
             top = logits.amax(dim=-1, keepdim=True)
@@ -135,10 +142,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 g *= w[:, None]
             if grad_b is not None:
                 grad_b += g.sum(0)
+            if len(h) > n:
+                padded[n:] = 0.0  # padding rows: no gradient
+                g = padded
             if grad_w is not None:
                 grad_w.addmm_(g.T, h.to(acc))
             if grad_h is not None:
-                grad_h[start : start + chunk_size] = g.to(dtype) @ w_mat
+                grad_h[start : start + n] = (g.to(dtype) @ w_mat)[:n]
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return total
@@ -155,7 +165,31 @@ class _LinearCrossEntropy(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
+
+
+def row_bucket(n: int, cap: int) -> int:
+    """The smallest of 64, 96, 128, 192, 256, 384, ... (two sizes an octave) >= ``n``, or ``cap``.
+
+    Padding to these sizes wastes at most a third of a chunk and leaves about a dozen shapes.
+    """
+    size = 64
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return max(n, min(size, cap))
+
+
+def low_precision_cpu(hidden: torch.Tensor) -> bool:
+    """Whether matmuls on ``hidden`` run in bf16/fp16 on CPU (its dtype, or autocast).
+
+    oneDNN keeps something for every matmul shape it has run in bf16: on a 2-core Zen 4 EPYC,
+    peak memory grew 6-9 MB per new shape (one Linear 1024 -> 4096) and stayed flat for repeated
+    ones, so a loss whose row count changes every step grew a run by ~650 MB (identity demo).
+    """
+    if hidden.device.type != "cpu":
+        return False
+    return hidden.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
 
 
 def linear_ce_sum(
@@ -166,6 +200,7 @@ def linear_ce_sum(
     *,
     bias: torch.Tensor | None = None,
     chunk_size: int = 4096,
+    static_rows: bool | None = None,
 ) -> torch.Tensor:
     """Summed cross-entropy of the ``lm_head`` applied to ``hidden``, without ``[n, vocab]`` logits.
 
@@ -180,10 +215,16 @@ def linear_ce_sum(
         token_weights: Optional ``[n]`` per-token loss weights.
         bias: Optional ``[vocab]`` output bias.
         chunk_size: Rows per chunk (memory ``chunk_size x vocab`` floats).
+        static_rows: Pad each chunk's rows to a ``row_bucket`` size (same values and gradients);
+            ``None``: where the matmuls run in low precision on CPU (``low_precision_cpu``).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return _LinearCrossEntropy.apply(hidden, weight, bias, target, token_weights, chunk_size)
+    if static_rows is None:
+        static_rows = low_precision_cpu(hidden)
+    return _LinearCrossEntropy.apply(
+        hidden, weight, bias, target, token_weights, chunk_size, static_rows
+    )
 
 
 def sequence_logps(

@@ -133,9 +133,10 @@ class Session:
             self.say(line)
         return data
 
-    def load_model(self, *, varlen: bool = False) -> Any:
+    def load_model(self) -> Any:
         """The text model to train, before its method: no KV cache, activation checkpointing as
-        configured, and with ``varlen`` attention within each packed sample."""
+        configured, and tunesmith's SDPA (``model/attention.py``): attention within each packed
+        sample, stock SDPA for other batches, in fp32 on CPU."""
         from tunesmith.model.loader import load_model
 
         m = self.cfg.model
@@ -148,11 +149,9 @@ class Session:
             quant=self.cfg.method.quant if self.cfg.method.type == "qlora" else None,
         )
         model.config.use_cache = False  # a KV cache would break packed-sequence isolation
-        if varlen:
-            # Attention within each packed sample instead of over whole rows (model/attention.py).
-            from tunesmith.model.attention import use_varlen_sdpa
+        from tunesmith.model.attention import use_varlen_sdpa
 
-            use_varlen_sdpa(model)
+        use_varlen_sdpa(model)
         if self.cfg.train.gradient_checkpointing:
             enable_activation_checkpointing(model)
         return model

@@ -92,6 +92,45 @@ def test_linear_ce_sum_matches_cross_entropy_in_float64() -> None:
     assert float(ce_sum(h @ w.T + b, t, tw)) == pytest.approx(float(ref), rel=1e-6)
 
 
+@pytest.mark.parametrize("chunk_size", [8, 64])
+def test_static_rows_pad_chunks_without_changing_loss_or_gradients(chunk_size: int) -> None:
+    """Zero rows padded to a bucket size add nothing (float64: equal to rounding)."""
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(37, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(50, dtype=torch.float64, generator=g, requires_grad=True)
+    t = torch.randint(0, 50, (37,), generator=g)
+    tw = torch.rand(37, dtype=torch.float64, generator=g)
+    results = []
+    for static in (False, True):
+        loss = linear_ce_sum(h, w, t, tw, bias=b, chunk_size=chunk_size, static_rows=static)
+        loss.backward()
+        results.append([loss.detach(), *(x.grad.clone() for x in (h, w, b))])
+        for x in (h, w, b):
+            x.grad = None
+    for plain, padded in zip(*results):
+        assert torch.allclose(plain, padded, rtol=0, atol=1e-12)
+
+
+def test_row_buckets_are_few_and_hold_their_rows() -> None:
+    from tunesmith.train.losses import row_bucket
+
+    sizes = {row_bucket(n, 4096) for n in range(1, 4097)}
+    assert sorted(sizes)[:6] == [64, 96, 128, 192, 256, 384] and len(sizes) == 13
+    assert all(n <= row_bucket(n, 4096) <= max(64, n * 3 // 2) for n in range(1, 4097))
+    assert row_bucket(300, 300) == 300  # never past the chunk
+
+
+def test_static_rows_follow_low_precision_on_cpu() -> None:
+    from tunesmith.train.losses import low_precision_cpu
+
+    h = torch.randn(3, 4)
+    assert not low_precision_cpu(h)
+    assert low_precision_cpu(h.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert low_precision_cpu(h)
+
+
 def test_frozen_head_gets_no_gradient_and_the_hidden_states_do() -> None:
     h = torch.randn(9, 8, requires_grad=True)
     w = torch.randn(20, 8)  # frozen, e.g. LoRA with tied embeddings

@@ -80,7 +80,7 @@ def prepare_teacher(cfg: RunConfig, say: Any, show_progress: bool) -> str:
     return str(api.train(tcfg, progress=show_progress).run_dir)
 
 
-def load_teacher(cfg: RunConfig, student_tokenizer: Any, *, varlen: bool) -> Any:
+def load_teacher(cfg: RunConfig, student_tokenizer: Any) -> Any:
     """The frozen teacher in eval mode, after checking it shares the student's tokenizer."""
     from tunesmith.config.schema import QuantConfig
     from tunesmith.infer.loading import attach_adapters
@@ -104,10 +104,9 @@ def load_teacher(cfg: RunConfig, student_tokenizer: Any, *, varlen: bool) -> Any
         if quant is None:  # a 4-bit base keeps its adapter on top
             model = model.merge_and_unload()
     model.config.use_cache = False
-    if varlen:  # the same per-sample attention as the student's packed rows
-        from tunesmith.model.attention import use_varlen_sdpa
+    from tunesmith.model.attention import use_varlen_sdpa
 
-        use_varlen_sdpa(model)
+    use_varlen_sdpa(model)  # the student's attention: per packed sample, fp32 on CPU
     return model.eval().requires_grad_(False)
 
 
@@ -242,9 +241,8 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     data = session.data(renderer, "sft")
 
     # 2. Student and what trains; the teacher, frozen, beside it.
-    varlen = cfg.data.packing
-    model = session.load_model(varlen=varlen)
-    teacher = load_teacher(cfg, tokenizer, varlen=varlen)
+    model = session.load_model()
+    teacher = load_teacher(cfg, tokenizer)
     check_same_width(teacher, model)
     teacher.to(accelerator.device)
     model = apply_method(model, cfg.method)

@@ -55,7 +55,7 @@ def run(cfg: RunConfig, *, console: Any = None, show_progress: bool = True) -> T
     data = session.data(renderer, cfg.method.stage)
 
     # 2. Model and what trains; with train.compile its decoder layers compile (train/compile.py).
-    model = session.load_model(varlen=cfg.data.packing)
+    model = session.load_model()
     model = apply_method(model, cfg.method)
     session.say(f"method: {cfg.method.type}; {param_report(model)}")
     if tc.compile:
