@@ -233,6 +233,7 @@ max_steps: $4
 seed: $SEED
 bf16: ${LF_BF16:-false}
 fp16: false
+$([[ ${LF_BF16:-false} == true ]] && echo 'use_cpu: true # transformers refuses bf16 on CPU without it')
 $5
 EOF
 }
