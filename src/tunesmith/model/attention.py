@@ -12,6 +12,8 @@ Whenever there is a mask (padding, generation with a KV cache) or nothing is pac
 SDPA: the registered mask function is transformers' own ``sdpa_mask``, except that it builds no
 mask when there is neither padding nor anything cached (the packed training case): there the
 attention function takes the sample boundaries from the position ids itself.
+
+On CPU a bf16/fp16 (or autocast) call runs in fp32: torch's CPU kernel is slower in bf16.
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ def _fp32_on_cpu(query: torch.Tensor) -> bool:
 
     torch's CPU flash-attention kernel is slower in bf16 than in fp32 at training sizes (2-core
     Zen 4 EPYC with avx512_bf16, forward + backward, 8 heads: 6x slower at 40 tokens x 32 dims,
-    2x at 100 x 64, even from 512 tokens), so casting q/k/v up and the output back costs less.
+    2x at 100 x 64, no faster at 512), so casting q/k/v up and the output back costs less.
     """
     if query.device.type != "cpu":
         return False

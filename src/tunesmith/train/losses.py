@@ -172,7 +172,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 def row_bucket(n: int, cap: int) -> int:
     """The smallest of 64, 96, 128, 192, 256, 384, ... (two sizes an octave) >= ``n``, or ``cap``.
 
-    Padding to these sizes wastes at most a third of a chunk and leaves about a dozen shapes.
+    Above 64 rows, padding to these sizes wastes at most a third; 1-4096 rows make 13 shapes.
     """
     size = 64
     while size < n:

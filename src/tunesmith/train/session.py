@@ -136,7 +136,7 @@ class Session:
     def load_model(self) -> Any:
         """The text model to train, before its method: no KV cache, activation checkpointing as
         configured, and tunesmith's SDPA (``model/attention.py``): attention within each packed
-        sample, stock SDPA for other batches, in fp32 on CPU."""
+        sample, stock SDPA for other batches, and on CPU in fp32 under bf16."""
         from tunesmith.model.loader import load_model
 
         m = self.cfg.model
