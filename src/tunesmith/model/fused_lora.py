@@ -12,9 +12,11 @@ memory-bound passes cost as much as the matmuls. ``lora_linear`` folds them into
               dx = addmm(g W, gh, A)          (one pass over [tokens, in_features])
 
 ``fuse_lora(model)`` switches every plain LoRA linear of a peft model to it: one active adapter,
-no dropout, no DoRA or other variant, a plain ``nn.Linear`` base, no autocast. Anything else takes
-peft's own forward, so behaviour never changes, only speed; parameter names and the saved adapter
-are peft's.
+no dropout, no DoRA or other variant, a plain ``nn.Linear`` base. Anything else takes peft's own
+forward, so behaviour never changes, only speed; parameter names and the saved adapter are peft's.
+Under autocast the fused matmuls run in autocast's dtype, as autocast runs a linear's: input and
+weights cast once, gradients cast back to the parameters' dtype (peft's forward casts the input
+to the fp32 adapter's dtype and autocast back again, a full ``[tokens, in]`` copy each way).
 """
 
 from __future__ import annotations
@@ -90,9 +92,13 @@ class FusedLoraLinear(_peft_linear()):  # type: ignore[misc]
         plan = self._fused_plan(x, args, kwargs)
         if plan is None:
             return super().forward(x, *args, **kwargs)
-        a, b, scaling = plan
+        a, b, scaling, low = plan
         base = self.base_layer
-        return lora_linear(x, base.weight, base.bias, a.weight, b.weight, scaling)
+        if low is None:
+            return lora_linear(x, base.weight, base.bias, a.weight, b.weight, scaling)
+        tensors = [t if t is None else t.to(low) for t in (x, base.weight, base.bias)]
+        with torch.autocast(x.device.type, enabled=False):  # the casts are done, in autograd
+            return lora_linear(*tensors, a.weight.to(low), b.weight.to(low), scaling)
 
     def _fused_plan(self, x: torch.Tensor, args: tuple, kwargs: dict) -> Any:
         if args or kwargs or self.disable_adapters or self.merged:
@@ -106,10 +112,10 @@ class FusedLoraLinear(_peft_linear()):  # type: ignore[misc]
         if type(base) is not nn.Linear or not isinstance(self.lora_dropout[name], nn.Identity):
             return None
         if torch.is_autocast_enabled(x.device.type):
-            return None
+            return a, b, self.scaling[name], torch.get_autocast_dtype(x.device.type)
         if not (x.dtype == base.weight.dtype == a.weight.dtype == b.weight.dtype):
             return None
-        return a, b, self.scaling[name]
+        return a, b, self.scaling[name], None
 
 
 def fuse_lora(model: nn.Module) -> int:
