@@ -72,13 +72,19 @@ def test_a_batch_without_trained_tokens_gives_zero(model: Any) -> None:
     assert float(loss.detach()) == 0.0 and int(n) == 0
 
 
-def test_linear_ce_sum_matches_cross_entropy_in_float64() -> None:
-    g = torch.Generator().manual_seed(1)
+def head_case(seed: int) -> tuple[torch.Tensor, ...]:
+    """float64 hidden states [37, 16], head weight and bias (vocab 50), targets, token weights."""
+    g = torch.Generator().manual_seed(seed)
     h = torch.randn(37, 16, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(50, 16, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(50, dtype=torch.float64, generator=g, requires_grad=True)
     t = torch.randint(0, 50, (37,), generator=g)
     tw = torch.rand(37, dtype=torch.float64, generator=g)
+    return h, w, b, t, tw
+
+
+def test_linear_ce_sum_matches_cross_entropy_in_float64() -> None:
+    h, w, b, t, tw = head_case(seed=1)
     fused = linear_ce_sum(h, w, t, tw, bias=b, chunk_size=8)
     (3 * fused).backward()
     got = [x.grad.clone() for x in (h, w, b)]
@@ -95,12 +101,7 @@ def test_linear_ce_sum_matches_cross_entropy_in_float64() -> None:
 @pytest.mark.parametrize("chunk_size", [8, 64])
 def test_static_rows_pad_chunks_without_changing_loss_or_gradients(chunk_size: int) -> None:
     """Zero rows padded to a bucket size add nothing (float64: equal to rounding)."""
-    g = torch.Generator().manual_seed(2)
-    h = torch.randn(37, 16, dtype=torch.float64, generator=g, requires_grad=True)
-    w = torch.randn(50, 16, dtype=torch.float64, generator=g, requires_grad=True)
-    b = torch.randn(50, dtype=torch.float64, generator=g, requires_grad=True)
-    t = torch.randint(0, 50, (37,), generator=g)
-    tw = torch.rand(37, dtype=torch.float64, generator=g)
+    h, w, b, t, tw = head_case(seed=2)
     results = []
     for static in (False, True):
         loss = linear_ce_sum(h, w, t, tw, bias=b, chunk_size=chunk_size, static_rows=static)
