@@ -129,7 +129,7 @@ def varlen_sdpa_forward(
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if _fp32_on_cpu(query):
+    if low_precision_cpu(query):
         dtype = torch.promote_types(query.dtype, value.dtype)  # what the call would return
         if attention_mask is not None and attention_mask.is_floating_point():
             attention_mask = attention_mask.float()
@@ -173,16 +173,18 @@ def varlen_sdpa_forward(
     return out.view(heads, batch, length, -1).permute(1, 2, 0, 3).contiguous(), None
 
 
-def _fp32_on_cpu(query: torch.Tensor) -> bool:
-    """Whether to run this call's attention in fp32: on CPU, for bf16/fp16 inputs or autocast.
+def low_precision_cpu(t: torch.Tensor) -> bool:
+    """Whether work on ``t`` runs in bf16/fp16 on CPU (its dtype, or CPU autocast).
 
-    torch's CPU flash-attention kernel is slower in bf16 than in fp32 at training sizes (2-core
-    Zen 4 EPYC with avx512_bf16, forward + backward, 8 heads: 6x slower at 40 tokens x 32 dims,
-    2x at 100 x 64, no faster at 512), so casting q/k/v up and the output back costs less.
+    Two CPU kernels misbehave there. torch's CPU flash-attention kernel is slower in bf16 than in
+    fp32 at training sizes (2-core Zen 4 EPYC with avx512_bf16, forward + backward, 8 heads: 6x
+    slower at 40 tokens x 32 dims, 2x at 100 x 64, no faster at 512), so attention casts q/k/v up
+    and the output back. And oneDNN keeps 1-9 MB for every bf16 matmul shape it has run (flat for
+    repeated shapes), so the fused loss pads its rows to a few sizes (``train/losses.py``).
     """
-    if query.device.type != "cpu":
+    if t.device.type != "cpu":
         return False
-    return query.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
+    return t.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
 
 
 def _stack(

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from tunesmith.model.attention import low_precision_cpu
+
 IGNORE_INDEX = -100
 
 
@@ -178,18 +180,6 @@ def row_bucket(n: int, cap: int) -> int:
     while size < n:
         size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
     return max(n, min(size, cap))
-
-
-def low_precision_cpu(hidden: torch.Tensor) -> bool:
-    """Whether matmuls on ``hidden`` run in bf16/fp16 on CPU (its dtype, or autocast).
-
-    oneDNN keeps something for every matmul shape it has run in bf16: on a 2-core Zen 4 EPYC,
-    peak memory grew 6-9 MB per new shape (one Linear 1024 -> 4096) and stayed flat for repeated
-    ones, so a loss whose row count changes every step grew a run by ~650 MB (identity demo).
-    """
-    if hidden.device.type != "cpu":
-        return False
-    return hidden.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
 
 
 def linear_ce_sum(

@@ -170,8 +170,8 @@ def cpu_bf16_speedup(shape: StepShape, reps: int = 3) -> float:
 
 def static_shapes(accelerator: Any) -> bool:
     """Whether a run should keep its shapes few: bf16/fp16 on CPU, where oneDNN keeps memory for
-    every matmul shape it has seen (6-9 MB each on a Zen 4 EPYC; see ``losses.low_precision_cpu``)
-    and builds kernels for each new one."""
+    every matmul shape it has seen and builds kernels for each new one (see
+    ``model.attention.low_precision_cpu``)."""
     return accelerator.device.type == "cpu" and accelerator.mixed_precision in ("bf16", "fp16")
 
 

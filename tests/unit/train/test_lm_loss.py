@@ -123,7 +123,7 @@ def test_row_buckets_are_few_and_hold_their_rows() -> None:
 
 
 def test_static_rows_follow_low_precision_on_cpu() -> None:
-    from tunesmith.train.losses import low_precision_cpu
+    from tunesmith.model.attention import low_precision_cpu
 
     h = torch.randn(3, 4)
     assert not low_precision_cpu(h)
