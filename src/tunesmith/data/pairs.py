@@ -355,27 +355,33 @@ def _refs(samples: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, tor
     return {k: torch.tensor([float(s[k]) for s in samples], dtype=torch.float64) for k in keys}
 
 
-def collate_pairs(samples: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+def collate_pairs(
+    samples: list[dict[str, Any]], pad_token_id: int, *, pad_to_multiple_of: int | None = None
+) -> dict[str, Any]:
     """One padded batch: rows ``[chosen_1..chosen_B, rejected_1..rejected_B]`` (one forward pass).
 
     Also ``example_weight`` ``[B]`` (0 marks a filler that adds no loss) and, when every sample
-    carries precomputed reference log-probs, ``ref_chosen`` / ``ref_rejected`` ``[B]``.
+    carries precomputed reference log-probs, ``ref_chosen`` / ``ref_rejected`` ``[B]``. With
+    ``pad_to_multiple_of`` the length is rounded up to it (few shapes; the pads add nothing).
     """
     rows = [sequence(s, "chosen") for s in samples] + [sequence(s, "rejected") for s in samples]
-    batch = collate_padded(rows, pad_token_id)
+    batch = collate_padded(rows, pad_token_id, pad_to_multiple_of=pad_to_multiple_of)
     batch["example_weight"] = torch.tensor([float(s.get("example_weight", 1.0)) for s in samples])
     batch.update(_refs(samples, ("ref_chosen", "ref_rejected")))
     return batch
 
 
-def collate_kto(samples: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+def collate_kto(
+    samples: list[dict[str, Any]], pad_token_id: int, *, pad_to_multiple_of: int | None = None
+) -> dict[str, Any]:
     """One padded batch of KTO examples plus ``kl_*`` rows (each prompt with its KL completion).
 
     Also ``desirable`` (bool ``[B]``), ``example_weight`` and, when precomputed, ``ref`` /
-    ``ref_kl`` ``[B]``.
+    ``ref_kl`` ``[B]``. ``pad_to_multiple_of`` as for ``collate_pairs`` (both row sets).
     """
-    batch = collate_padded([sequence(s, "completion") for s in samples], pad_token_id)
-    kl = collate_padded([sequence(s, "kl_completion") for s in samples], pad_token_id)
+    pad = {"pad_to_multiple_of": pad_to_multiple_of}
+    batch = collate_padded([sequence(s, "completion") for s in samples], pad_token_id, **pad)
+    kl = collate_padded([sequence(s, "kl_completion") for s in samples], pad_token_id, **pad)
     batch.update({f"kl_{k}": v for k, v in kl.items()})
     batch["desirable"] = torch.tensor([bool(s["desirable"]) for s in samples])
     batch["example_weight"] = torch.tensor([float(s.get("example_weight", 1.0)) for s in samples])
@@ -391,6 +397,7 @@ def make_pair_batches(
     seed: int,
     num_processes: int = 1,
     rank: int = 0,
+    pad_to_multiple_of: int | None = None,
 ) -> list[dict[str, Any]]:
     """One epoch of this process's micro-batches of pairs (or KTO examples), seeded.
 
@@ -398,6 +405,7 @@ def make_pair_batches(
     ``batch_size * num_processes`` per global micro-batch, and process ``rank`` takes every
     ``num_processes``-th of each group. A process left without samples gets a filler with
     ``example_weight`` 0 (it runs the forward pass collectives need, and adds no loss).
+    ``pad_to_multiple_of`` rounds each batch's length up (see ``collate_pairs``).
     """
     collate = collate_kto if samples and "completion" in samples[0] else collate_pairs
     units = [[i] for i in range(len(samples))]
@@ -409,5 +417,5 @@ def make_pair_batches(
         picked = (
             [samples[u[0]] for u in mine] if mine else [{**samples[first], "example_weight": 0.0}]
         )
-        batches.append(collate(picked, pad_token_id))
+        batches.append(collate(picked, pad_token_id, pad_to_multiple_of=pad_to_multiple_of))
     return batches

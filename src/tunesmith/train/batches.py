@@ -119,8 +119,12 @@ def sample_batcher(
 
 
 def pair_batcher(cfg: RunConfig, pad_token_id: int, accelerator: Accelerator) -> Batcher:
-    """The batcher of the pair stages (preference, rm): padded pairs in a seeded order."""
+    """The batcher of the pair stages (preference, rm): padded pairs in a seeded order, their
+    lengths a multiple of ``STATIC_MULTIPLE`` when the run trains in bf16/fp16 on CPU."""
     from tunesmith.data.pairs import make_pair_batches
+    from tunesmith.train.precision import static_shapes
+
+    multiple = STATIC_MULTIPLE if static_shapes(accelerator) else None
 
     def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
         return make_pair_batches(
@@ -130,6 +134,7 @@ def pair_batcher(cfg: RunConfig, pad_token_id: int, accelerator: Accelerator) ->
             seed=seed,
             num_processes=accelerator.num_processes,
             rank=accelerator.process_index,
+            pad_to_multiple_of=multiple,
         )
 
     return batches_for

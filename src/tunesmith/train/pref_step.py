@@ -310,7 +310,10 @@ def precompute_reference(
     import numpy as np
 
     from tunesmith.data.pairs import collate_kto, collate_pairs
+    from tunesmith.train.batches import STATIC_MULTIPLE
+    from tunesmith.train.precision import static_shapes
 
+    multiple = STATIC_MULTIPLE if static_shapes(accelerator) else None  # as pair_batcher pads
     kto = bool(samples) and "completion" in samples[0]
     keys = REF_KEYS["kto" if kto else "pairs"]
     path = _ref_cache_dir() / f"{cache_key}.npz" if cache_key else None
@@ -327,7 +330,8 @@ def precompute_reference(
         policy.eval()
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
-            batch = (collate_kto if kto else collate_pairs)(chunk, pad_token_id)
+            collate = collate_kto if kto else collate_pairs
+            batch = collate(chunk, pad_token_id, pad_to_multiple_of=multiple)
             batch = _to_device(batch, accelerator.device)
             for prefix, key in (("", keys[0]), ("kl_" if kto else "", keys[1])):
                 ids, mask = batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"]

@@ -266,3 +266,22 @@ def test_render_kto_trains_only_the_last_reply(tokenizer: Any) -> None:
     )
     assert trained_text(tokenizer, sample["completion_labels"]) == "second<|im_end|>"
     assert "first" in tokenizer.decode(sample["prompt"])
+
+
+def test_pad_to_multiple_rounds_pair_and_kto_lengths_and_adds_only_pads() -> None:
+    pairs = fake_pairs(3)
+    free = collate_pairs(pairs, 0)
+    static = collate_pairs(pairs, 0, pad_to_multiple_of=64)
+    n = free["input_ids"].shape[1]
+    assert static["input_ids"].shape == (6, 64)
+    assert torch.equal(static["input_ids"][:, :n], free["input_ids"])
+    assert torch.equal(static["labels"][:, :n], free["labels"])
+    assert (static["labels"][:, n:] == IGNORE_INDEX).all()
+    assert int(static["attention_mask"].sum()) == int(free["attention_mask"].sum())
+    s = {"prompt": [1, 2], "completion": [5, 6], "completion_labels": [5, 6], "desirable": True,
+         "kl_completion": [7], "kl_completion_labels": [7]}  # fmt: skip
+    kto = collate_kto([s], 0, pad_to_multiple_of=64)
+    assert kto["input_ids"].shape == kto["kl_input_ids"].shape == (1, 64)
+    assert kto["kl_input_ids"][0, :3].tolist() == [1, 2, 7]
+    batches = make_pair_batches(pairs, batch_size=2, pad_token_id=0, seed=0, pad_to_multiple_of=64)
+    assert {b["input_ids"].shape[1] for b in batches} == {64}

@@ -158,3 +158,40 @@ def test_vlm_batches_group_by_length_as_text_batches_do() -> None:
     assert [[len(samples[u[0]]["input_ids"]) for u in g] for g in vlm.groups] == [
         [int(n) for n in b["attention_mask"].sum(1)] for b in text
     ]
+
+
+def test_pair_batches_are_static_only_under_low_precision_on_cpu(tiny_llama: Any) -> None:
+    """bf16 on CPU rounds pair lengths up to STATIC_MULTIPLE; the pads leave the log-probs."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.train.batches import STATIC_MULTIPLE, pair_batcher
+    from tunesmith.train.losses import sequence_logps
+
+    pairs = [
+        {"prompt": [5, 6, 7 + i], "chosen": [8] * (i + 1), "chosen_labels": [8] * (i + 1),
+         "rejected": [9, 10], "rejected_labels": [9, 10]}
+        for i in range(6)
+    ]  # fmt: skip
+    cfg = SimpleNamespace(train=SimpleNamespace(batch_size=3))
+
+    def batches(precision: str) -> list[dict[str, Any]]:
+        acc = SimpleNamespace(
+            device=torch.device("cpu"), mixed_precision=precision, num_processes=1,
+            process_index=0,
+        )  # fmt: skip
+        return pair_batcher(cfg, 0, acc)(pairs, 0)  # type: ignore[arg-type]
+
+    free, static = batches("no"), batches("bf16")
+    assert {b["input_ids"].shape[1] for b in free} <= set(range(4, 10))
+    assert {b["input_ids"].shape[1] for b in static} == {STATIC_MULTIPLE}
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama)).eval()
+    with torch.no_grad():
+        for f, s in zip(free, static):
+            logps = [
+                sequence_logps(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+                               .logits, b["labels"])[0]
+                for b in (f, s)
+            ]  # fmt: skip
+            torch.testing.assert_close(logps[0], logps[1], rtol=0, atol=1e-5)
