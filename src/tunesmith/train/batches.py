@@ -90,6 +90,13 @@ def make_batches(
 STATIC_MULTIPLE = 64
 
 
+def static_pad_multiple(accelerator: Any) -> int | None:
+    """``STATIC_MULTIPLE`` where padded lengths should be few (bf16/fp16 on CPU), else None."""
+    from tunesmith.train.precision import static_shapes
+
+    return STATIC_MULTIPLE if static_shapes(accelerator) else None
+
+
 def sample_batcher(
     cfg: RunConfig, pad_token_id: int, accelerator: Accelerator, *, static_rows: bool = False
 ) -> Batcher:
@@ -122,9 +129,8 @@ def pair_batcher(cfg: RunConfig, pad_token_id: int, accelerator: Accelerator) ->
     """The batcher of the pair stages (preference, rm): padded pairs in a seeded order, their
     lengths a multiple of ``STATIC_MULTIPLE`` when the run trains in bf16/fp16 on CPU."""
     from tunesmith.data.pairs import make_pair_batches
-    from tunesmith.train.precision import static_shapes
 
-    multiple = STATIC_MULTIPLE if static_shapes(accelerator) else None
+    multiple = static_pad_multiple(accelerator)
 
     def batches_for(samples: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
         return make_pair_batches(

@@ -310,10 +310,9 @@ def precompute_reference(
     import numpy as np
 
     from tunesmith.data.pairs import collate_kto, collate_pairs
-    from tunesmith.train.batches import STATIC_MULTIPLE
-    from tunesmith.train.precision import static_shapes
+    from tunesmith.train.batches import static_pad_multiple
 
-    multiple = STATIC_MULTIPLE if static_shapes(accelerator) else None  # as pair_batcher pads
+    multiple = static_pad_multiple(accelerator)  # as pair_batcher pads
     kto = bool(samples) and "completion" in samples[0]
     keys = REF_KEYS["kto" if kto else "pairs"]
     path = _ref_cache_dir() / f"{cache_key}.npz" if cache_key else None
