@@ -169,12 +169,12 @@ def run_variant(
     from tunesmith.config.load import load_config
     from tunesmith.data.engine import prepare
     from tunesmith.model.adapters import apply_method
-    from tunesmith.model.attention import use_varlen_sdpa
+    from tunesmith.model.attention import keep_low_precision_on_cpu, use_varlen_sdpa
     from tunesmith.model.loader import load_model, load_tokenizer
     from tunesmith.train.batches import make_batches
     from tunesmith.train.compile import compile_layers
     from tunesmith.train.loop import resolve_loss_impl, resolve_pass_tokens, train_step
-    from tunesmith.train.precision import choose_precision
+    from tunesmith.train.precision import choose_precision, decide_cpu_attention, model_shape
     from tunesmith.train.recipes.sft import build_renderer, make_optimizer
 
     tree = bench_config(method, variant, max_length, batch_size, model_dir, ce_impl, data)
@@ -191,6 +191,12 @@ def run_variant(
     if cfg.train.compile:
         compile_layers(model)
     acc = Accelerator(mixed_precision=choose_precision(cfg.train.precision), cpu=not cuda)
+    attention = "bf16" if acc.mixed_precision == "bf16" else "fp32"
+    if not cuda:  # as `tunesmith train` decides it: bf16 attention only where it measures faster
+        shape = model_shape(cfg.model.name, cfg.data.max_length, cfg.train.batch_size)
+        keep = decide_cpu_attention(acc.mixed_precision, shape).bf16
+        keep_low_precision_on_cpu(keep)
+        attention = "bf16" if keep else "fp32"
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     model, opt = acc.prepare(model, opt)
@@ -251,6 +257,7 @@ def run_variant(
         "method": method,
         "variant": variant,
         "ce_impl": impl,
+        "attention": attention,
         "tokens_per_s": real / seconds,
         "padding_fraction": 1 - real / max(fed, 1),
         "trained_fraction": trained / max(real, 1),
@@ -363,7 +370,8 @@ def main() -> None:
             print(
                 f"{method:4s} {variant:17s} {r['tokens_per_s']:8,.0f} real tok/s  "
                 f"pad {100 * r['padding_fraction']:4.1f}%  rss {r['peak_rss_mib']:5.0f} MiB{gpu}  "
-                f"{r['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  {precision}  mfu {r['mfu']:.3f} "
+                f"{r['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  {precision} (attention "
+                f"{r['attention']})  mfu {r['mfu']:.3f} "
                 f"(vs fp32 peak {r['mfu_fp32_peak']:.3f}, vs bf16 peak {r['mfu_bf16_peak']:.3f})"
                 f"  [{r['ce_impl']}]{extra}"
             )

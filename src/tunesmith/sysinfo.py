@@ -125,6 +125,13 @@ def attention_info(gpus: list[dict[str, Any]]) -> dict[str, Any]:
         "packed": "tunesmith_sdpa_varlen (SDPA per packed sample, no block mask)",
         "flash_attn": package_version("flash_attn"),
     }
+    if not gpus:
+        from tunesmith.train.precision import CPU_BF16_ATTENTION_MIN_SPEEDUP as need
+
+        info["cpu_bf16"] = (
+            f"bf16 runs keep attention in bf16 only if it measures {need}x fp32 at their start "
+            "(the model's heads, samples up to data.max_length), else fp32"
+        )
     if gpus:
         import torch
 
@@ -217,6 +224,7 @@ def format_text(info: dict[str, Any]) -> str:
             if "cuda_sdpa_kernels" in att
             else []
         ),
+        *([("bf16 attention", att["cpu_bf16"])] if "cpu_bf16" in att else []),
         ("tunesmith cache", caches["tunesmith"]),
         ("hf cache", caches["hf_hub"]),
         ("hf offline", "yes (HF_HUB_OFFLINE)" if caches["hf_offline"] else "no"),

@@ -13,7 +13,9 @@ SDPA: the registered mask function is transformers' own ``sdpa_mask``, except th
 mask when there is neither padding nor anything cached (the packed training case): there the
 attention function takes the sample boundaries from the position ids itself.
 
-On CPU a bf16/fp16 (or autocast) call runs in fp32: torch's CPU kernel is slower in bf16.
+On CPU a bf16/fp16 (or autocast) call runs in fp32 unless the run measured bf16 attention faster
+on this CPU (``keep_low_precision_on_cpu``, decided in ``train/precision.py``): torch's CPU kernel
+is slower in bf16 on a Zen 4 EPYC, and on AMX CPUs it runs its bf16 matmuls on the tiles.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import torch.nn.functional as F
 
 SDPA_VARLEN = "tunesmith_sdpa_varlen"
 _registered = False
+_cpu_keeps_low_precision = False  # see keep_low_precision_on_cpu
+LOW_PRECISION_MULTIPLE = 64  # bf16 CPU attention pads each call's length to a multiple of this
 
 
 def register() -> str:
@@ -129,7 +133,7 @@ def varlen_sdpa_forward(
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if low_precision_cpu(query):
+    if low_precision_cpu(query) and not _cpu_keeps_low_precision:
         dtype = torch.promote_types(query.dtype, value.dtype)  # what the call would return
         if attention_mask is not None and attention_mask.is_floating_point():
             attention_mask = attention_mask.float()
@@ -162,7 +166,9 @@ def varlen_sdpa_forward(
     qs, ks, vs = pieces(query), pieces(key), pieces(value)
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     outs: list[torch.Tensor | None] = [None] * len(lens)
+    multiple = LOW_PRECISION_MULTIPLE if low_precision_cpu(query) else 1
     for padded, members in buckets(lens):
+        padded = -(-padded // multiple) * multiple
         q, k, v = (_stack(t, members, lens, padded) for t in (qs, ks, vs))
         o = F.scaled_dot_product_attention(
             q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa
@@ -173,14 +179,30 @@ def varlen_sdpa_forward(
     return out.view(heads, batch, length, -1).permute(1, 2, 0, 3).contiguous(), None
 
 
+def keep_low_precision_on_cpu(keep: bool) -> bool:
+    """Whether bf16/fp16 attention on CPU runs in its own dtype from now on; the previous setting.
+
+    Off by default: attention casts q/k/v up to fp32 (see ``low_precision_cpu``). A run turns it
+    on where it measured torch's bf16 kernel faster on this CPU (``train/precision.py``). Then each
+    call's length is padded to a multiple of ``LOW_PRECISION_MULTIPLE`` (causal attention never
+    looks at the padding at a sample's end): on a 2-core Zen 4 EPYC, bf16 attention at every
+    sample's own length raised the LF bench's peak RSS from 850 to 2,100 MiB, and at multiples
+    of 64 to 914-922 MiB.
+    """
+    global _cpu_keeps_low_precision
+    previous, _cpu_keeps_low_precision = _cpu_keeps_low_precision, bool(keep)
+    return previous
+
+
 def low_precision_cpu(t: torch.Tensor) -> bool:
     """Whether work on ``t`` runs in bf16/fp16 on CPU (its dtype, or CPU autocast).
 
-    Two CPU kernels misbehave there. torch's CPU flash-attention kernel is slower in bf16 than in
-    fp32 at training sizes (2-core Zen 4 EPYC with avx512_bf16, forward + backward, 8 heads: 6x
-    slower at 40 tokens x 32 dims, 2x at 100 x 64, no faster at 512), so attention casts q/k/v up
-    and the output back. From 768 tokens bf16 is 10-16% faster alone, but running only those
-    buckets in bf16 gave no faster step on the LF bench and 170-500 MiB more peak RSS. And oneDNN
+    Two CPU kernels misbehave there. torch's CPU flash-attention kernel can be slower in bf16 than
+    in fp32 at training sizes (2-core Zen 4 EPYC with avx512_bf16, forward + backward, 8 heads: 6x
+    slower at 40 tokens x 32 dims, 2x at 100 x 64, no faster at 512), so by default attention
+    casts q/k/v up and the output back, and runs keep bf16 only where they measured it faster
+    (``keep_low_precision_on_cpu``). From 768 tokens bf16 is 10-16% faster alone there, but
+    running only those buckets in bf16 gave no faster step on the LF bench. And oneDNN
     keeps 1-9 MB for every bf16 matmul shape it has run (flat for repeated shapes), so the fused
     loss pads its rows to a few sizes (``train/losses.py``).
     """

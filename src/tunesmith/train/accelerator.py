@@ -7,7 +7,7 @@ from typing import Any
 
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
-from tunesmith.train.precision import decide_precision, model_shape
+from tunesmith.train.precision import decide_cpu_attention, decide_precision, model_shape
 
 TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
@@ -29,23 +29,30 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
             raise ConfigError(
                 f"train.report_to: {name} is not installed; pip install {name}, or remove it"
             )
-    shape = None
-    if cfg.train.precision == "auto" and not torch.cuda.is_available():
+    from tunesmith.model.attention import keep_low_precision_on_cpu
+
+    cpu, shape = not torch.cuda.is_available(), None
+    if cpu and cfg.train.precision != "fp32":
         shape = model_shape(cfg.model.name, cfg.data.max_length, cfg.train.batch_size)
     decided = decide_precision(cfg.train.precision, shape)
     mixed_precision = decided.mixed_precision or "no"
+    attention = decide_cpu_attention(mixed_precision, shape) if cpu else None
+    keep_low_precision_on_cpu(attention is not None and attention.bf16)
     allow_precision(mixed_precision)
     accelerator = Accelerator(
         mixed_precision=mixed_precision,
-        cpu=not torch.cuda.is_available(),
+        cpu=cpu,
         log_with=trackers or None,
         project_dir=str(run_dir / "trackers") if trackers else None,
     )
     if trackers:
         accelerator.init_trackers(cfg.output.name, config=flat_hparams(cfg))
-    if say is not None and cfg.train.precision == "auto" and accelerator.is_main_process:
-        chosen = {"no": "fp32"}.get(mixed_precision, mixed_precision)
-        say(f"precision auto -> {chosen} on {decided.why}")
+    if say is not None and accelerator.is_main_process:
+        if cfg.train.precision == "auto":
+            chosen = {"no": "fp32"}.get(mixed_precision, mixed_precision)
+            say(f"precision auto -> {chosen} on {decided.why}")
+        if attention is not None and attention.speedup is not None:
+            say(f"attention on this CPU: {attention.why}")
     return accelerator
 
 

@@ -74,11 +74,49 @@ def decide_precision(
     if not measure:
         return PrecisionChoice(None, f"this CPU; bf16 if a bf16 training step runs {need}x fp32")
     shape = shape or DEFAULT_SHAPE
-    speedup = cpu_bf16_speedup(shape)
+    attention = decide_cpu_attention("bf16", shape)
+    speedup = cpu_bf16_speedup(shape, attention.bf16)
+    attn = "bf16" if attention.bf16 else "fp32"
     return PrecisionChoice(
         "bf16" if speedup >= need else "no",
-        f"this CPU; a bf16 training step ({shape.describe()}) measures {speedup:.2f}x fp32 "
-        f"(bf16 needs {need}x)",
+        f"this CPU; a bf16 training step ({shape.describe()}, attention in {attn}) measures "
+        f"{speedup:.2f}x fp32 (bf16 needs {need}x)",
+        speedup,
+    )
+
+
+class AttentionChoice(NamedTuple):
+    """Whether a bf16 run on CPU keeps its attention in bf16 (else fp32), and why."""
+
+    bf16: bool
+    why: str
+    speedup: float | None = None  # measured bf16 / fp32 attention time ratio, where measured
+
+
+def decide_cpu_attention(mixed_precision: str, shape: StepShape | None = None) -> AttentionChoice:
+    """The attention precision of a run on CPU at ``mixed_precision`` (Accelerate's value).
+
+    bf16 runs time torch's attention kernel in bf16 against fp32 at the model's heads and the
+    run's sample lengths (``cpu_bf16_attention_speedup``) and keep bf16 where it is at least
+    ``CPU_BF16_ATTENTION_MIN_SPEEDUP`` times faster: on a Zen 4 EPYC it is slower below 512
+    tokens, while AMX CPUs run its matmuls on the tiles. fp16 runs and several processes take
+    fp32 attention without measuring (the kernel's fp16 path is not measured; each process would
+    time on its own), as do CPUs without bf16 hardware.
+    """
+    if mixed_precision != "bf16":
+        return AttentionChoice(False, f"fp32 attention (the run trains in {mixed_precision})")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return AttentionChoice(False, "fp32 attention, unmeasured: several processes")
+    if not cpu_has_bf16_units():
+        return AttentionChoice(False, "fp32 attention: no bf16 hardware")
+    shape = shape or DEFAULT_SHAPE
+    speedup = cpu_bf16_attention_speedup(shape)
+    need = CPU_BF16_ATTENTION_MIN_SPEEDUP
+    return AttentionChoice(
+        speedup >= need,
+        f"{'bf16' if speedup >= need else 'fp32'} attention: bf16 measures {speedup:.2f}x fp32 "
+        f"at {shape.heads}/{shape.kv_heads} heads of {shape.head_dim}, samples up to "
+        f"{_attention_lengths(shape)[0]} tokens (bf16 needs {need}x)",
         speedup,
     )
 
@@ -102,18 +140,71 @@ def cpu_has_bf16_units() -> bool:
 
 
 CPU_BF16_MIN_SPEEDUP = 1.3
+CPU_BF16_ATTENTION_MIN_SPEEDUP = 1.2  # a margin: bf16 attention also costs casts and some RSS
 CHECK_TOKENS = 2048  # at most one CPU pass (train.pass_tokens' default)
 CHECK_FLOPS = 4e10  # and about a quarter second of fp32 work per timed pass
+ATTENTION_CHECK_LENGTH = 1024  # longer samples cost seconds to time (14 heads at 2048: 3.6 s)
+
+
+def _attention_lengths(shape: StepShape) -> tuple[int, int, int]:
+    """The sample lengths the attention check times: the row's, half and a quarter of it."""
+    top = min(shape.max_length, ATTENTION_CHECK_LENGTH)
+    return tuple(max(64, -(-top // (d * 64)) * 64) for d in (1, 2, 4))  # type: ignore[return-value]
 
 
 @functools.cache
-def cpu_bf16_speedup(shape: StepShape, reps: int = 3) -> float:
+def cpu_bf16_attention_speedup(shape: StepShape, reps: int = 3) -> float:
+    """How many times faster causal attention trains in bf16 than in fp32 on this CPU.
+
+    Times torch's SDPA, forward and backward, at the model's heads (grouped KV heads as the
+    model has them) over what packed rows hand it: one sample as long as the row (at most
+    ``ATTENTION_CHECK_LENGTH``), one of half that, and four of a quarter in one call, at
+    multiples of 64 as bf16 runs pad them (``model.attention.keep_low_precision_on_cpu``). fp32
+    and bf16 passes alternate after a warm-up; the best of ``reps`` each is compared. 0.1-1 s.
+    On a 2-core Zen 4 EPYC (avx512_bf16, no AMX) it read 0.96-1.01x for the LF bench's rows of
+    1024 (whose step ran no faster with bf16 attention), 0.44-0.47x for the identity demo's rows
+    of 256 and 1.15x for 14/2 heads of 64 at 2048.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    gqa = shape.kv_heads != shape.heads
+    with torch.random.fork_rng(devices=[]):
+        calls = []
+        for count, length in zip((1, 1, 4), _attention_lengths(shape)):
+            q, k, v, grad = (
+                torch.randn(count, heads, length, shape.head_dim)
+                for heads in (shape.heads, shape.kv_heads, shape.kv_heads, shape.heads)
+            )
+            calls.append((q, k, v, grad))
+
+        def timed(bf16: bool) -> float:
+            start = time.perf_counter()
+            for tensors in calls:
+                q, k, v, grad = (t.bfloat16() if bf16 else t for t in tensors)
+                q, k, v = (t.requires_grad_() for t in (q, k, v))
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+                out.backward(grad)
+            return time.perf_counter() - start
+
+        for _ in range(2):  # warm-up: kernel builds and first-touch memory, not counted
+            timed(False), timed(True)
+        fp32, bf16 = [], []
+        for _ in range(reps):
+            fp32.append(timed(False))
+            bf16.append(timed(True))
+        return min(fp32) / min(bf16)
+
+
+@functools.cache
+def cpu_bf16_speedup(shape: StepShape, bf16_attention: bool = False, reps: int = 3) -> float:
     """How many times faster one decoder layer trains under bf16 autocast than in fp32 here.
 
     The layer is a Llama block (RMSNorm, rotary attention with grouped KV heads, SwiGLU MLP) of
     the model's sizes, with a small vocabulary, run as packed training runs it: rows of
     ``max_length`` holding samples of a quarter of it, per-sample attention from the position ids
-    (``model/attention.py``, fp32 on CPU either way), forward and backward. Up to
+    (``model/attention.py``; in bf16 under bf16 if ``bf16_attention``, else fp32), forward and
+    backward. Up to
     ``CHECK_TOKENS`` tokens, fewer for wide layers (``CHECK_FLOPS``), so the check takes about
     1-5 s. fp32 and bf16 passes alternate after a warm-up (oneDNN builds its kernels on the first
     pass of each shape), and the best of ``reps`` each is compared. On a 2-core Zen 4 EPYC
@@ -122,7 +213,7 @@ def cpu_bf16_speedup(shape: StepShape, reps: int = 3) -> float:
     import torch
     from transformers import LlamaConfig, LlamaModel
 
-    from tunesmith.model.attention import register
+    from tunesmith.model.attention import keep_low_precision_on_cpu, register
 
     per_token = 6 * (
         shape.hidden * shape.head_dim * (2 * shape.heads + 2 * shape.kv_heads)
@@ -157,12 +248,16 @@ def cpu_bf16_speedup(shape: StepShape, reps: int = 3) -> float:
             out.float().square().mean().backward()
             return time.perf_counter() - start
 
-        for _ in range(2):  # warm-up: kernel builds and first-touch memory, not counted
-            timed(False), timed(True)
-        fp32, bf16 = [], []
-        for _ in range(reps):
-            fp32.append(timed(False))
-            bf16.append(timed(True))
+        previous = keep_low_precision_on_cpu(bf16_attention)
+        try:
+            for _ in range(2):  # warm-up: kernel builds and first-touch memory, not counted
+                timed(False), timed(True)
+            fp32, bf16 = [], []
+            for _ in range(reps):
+                fp32.append(timed(False))
+                bf16.append(timed(True))
+        finally:
+            keep_low_precision_on_cpu(previous)
         return min(fp32) / min(bf16)
 
 

@@ -19,6 +19,7 @@ def no_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("env measured bf16 speed without --measure")
 
     monkeypatch.setattr(precision, "cpu_bf16_speedup", refuse)
+    monkeypatch.setattr(precision, "cpu_bf16_attention_speedup", refuse)
 
 
 def test_env_text(capsys: pytest.CaptureFixture[str], no_measuring: None) -> None:
@@ -73,11 +74,14 @@ def test_env_measure(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mon
     from tunesmith.train import precision
 
     monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda *a, **k: 1.5)
+    monkeypatch.setattr(precision, "cpu_bf16_attention_speedup", lambda *a, **k: 0.9)
     monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: True)
     assert main(["env", "--json", "--measure"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["precision_auto"]["choice"] == "bf16"
     assert info["precision_auto"]["bf16_speedup"] == 1.5
+    assert "attention in fp32" in info["precision_auto"]["why"]
+    assert "1.2x fp32" in info["attention"]["cpu_bf16"]
 
 
 def test_env_with_a_gpu(

@@ -64,3 +64,95 @@ def test_cpu_autocast_attention_is_not_cast_down() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert low.dtype == torch.bfloat16
+
+
+def _recorded_calls(monkeypatch, fn) -> tuple[list[tuple[torch.dtype, int]], torch.Tensor]:
+    """Run ``fn``: the ``(dtype, length)`` of every per-bucket SDPA call it made, its result."""
+    import types
+
+    from tunesmith.model import attention
+
+    calls: list[tuple[torch.dtype, int]] = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw: object) -> torch.Tensor:
+        calls.append((q.dtype, q.shape[2]))
+        return real(q, k, v, **kw)
+
+    functional = types.SimpleNamespace(
+        scaled_dot_product_attention=sdpa, pad=torch.nn.functional.pad
+    )
+    monkeypatch.setattr(attention, "F", functional)
+    out = fn()
+    monkeypatch.undo()
+    return calls, out
+
+
+def test_kept_bf16_attention_runs_in_bf16_at_multiples_of_64(monkeypatch) -> None:
+    """A run that measured bf16 attention faster keeps it: bf16 calls padded to multiples of
+    ``LOW_PRECISION_MULTIPLE`` (few kernel shapes), and the same attention as unpadded bf16."""
+    from tunesmith.model.attention import (
+        LOW_PRECISION_MULTIPLE,
+        keep_low_precision_on_cpu,
+        varlen_sdpa_forward,
+    )
+
+    module = torch.nn.Module()
+    lengths = [5, 200, 70, 3]
+    pos = torch.cat([torch.arange(n) for n in lengths])[None]
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 4, pos.shape[1], 8, generator=g).bfloat16() for _ in range(3))
+
+    def run() -> torch.Tensor:
+        return varlen_sdpa_forward(module, q, k, v, None, position_ids=pos)[0]
+
+    default, _ = _recorded_calls(monkeypatch, run)
+    assert {dtype for dtype, _ in default} == {torch.float32}
+    previous = keep_low_precision_on_cpu(True)
+    try:
+        kept, out = _recorded_calls(monkeypatch, run)
+    finally:
+        keep_low_precision_on_cpu(previous)
+    assert {dtype for dtype, _ in kept} == {torch.bfloat16}
+    assert all(n % LOW_PRECISION_MULTIPLE == 0 for _, n in kept)
+    assert sorted(n for _, n in kept) == [64, 128, 256]  # (3, 5) share a call; 70; 200
+    assert out.dtype == torch.bfloat16
+    start = 0
+    for n in lengths:  # each sample: its own causal attention, in bf16, padding ignored
+        s = slice(start, start + n)
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            q[:, :, s], k[:, :, s], v[:, :, s], is_causal=True
+        )
+        torch.testing.assert_close(out[:, s], ref.transpose(1, 2), atol=2e-2, rtol=2e-2)
+        start += n
+
+
+def test_a_packed_bf16_step_with_kept_bf16_attention_matches_fp32_attention(tiny_qwen2) -> None:
+    """The tiny model, packed row, bf16 autocast: loss and gradients with bf16 attention (padded
+    to multiples of 64) agree with the default fp32 attention to bf16 precision."""
+    from tunesmith.model.attention import keep_low_precision_on_cpu, use_varlen_sdpa
+    from tunesmith.model.loader import load_model
+
+    model = load_model(str(tiny_qwen2), dtype="float32")
+    model.config.use_cache = False
+    assert use_varlen_sdpa(model)
+    g = torch.Generator().manual_seed(2)
+    lengths = [90, 7, 150, 40]
+    ids = torch.randint(5, model.config.vocab_size, (1, sum(lengths)), generator=g)
+    pos = torch.cat([torch.arange(n) for n in lengths])[None]
+
+    def step(keep: bool) -> tuple[float, torch.Tensor]:
+        model.zero_grad()
+        previous = keep_low_precision_on_cpu(keep)
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(input_ids=ids, position_ids=pos, labels=ids).loss
+            loss.backward()
+        finally:
+            keep_low_precision_on_cpu(previous)
+        return loss.item(), model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+
+    loss32, grad32 = step(False)
+    loss16, grad16 = step(True)
+    assert abs(loss16 - loss32) < 2e-2 * abs(loss32)
+    assert torch.nn.functional.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0) > 0.99
