@@ -106,6 +106,10 @@ def precision_auto(measure: bool) -> dict[str, Any]:
         if decided.bf16_speedup is not None:
             why += "; training measures the model's own layer at its rows"
             out["bf16_speedup"] = round(decided.bf16_speedup, 2)
+            attention = precision.decide_cpu_attention("bf16")  # measured just now: cached
+            if attention.speedup is not None:
+                out["attention_bf16_speedup"] = round(attention.speedup, 2)
+                why += f"; {attention.why}"
         return {**out, "why": why}
     need = precision.CPU_BF16_MIN_SPEEDUP
     return {

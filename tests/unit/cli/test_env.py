@@ -81,6 +81,8 @@ def test_env_measure(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mon
     assert info["precision_auto"]["choice"] == "bf16"
     assert info["precision_auto"]["bf16_speedup"] == 1.5
     assert "attention in fp32" in info["precision_auto"]["why"]
+    assert info["precision_auto"]["attention_bf16_speedup"] == 0.9
+    assert "fp32 attention: bf16 measures 0.90x fp32" in info["precision_auto"]["why"]
     assert "1.2x fp32" in info["attention"]["cpu_bf16"]
 
 
