@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from tunesmith.errors import ConfigError
@@ -187,13 +188,7 @@ def cpu_bf16_attention_speedup(shape: StepShape, reps: int = 3) -> float:
                 out.backward(grad)
             return time.perf_counter() - start
 
-        for _ in range(2):  # warm-up: kernel builds and first-touch memory, not counted
-            timed(False), timed(True)
-        fp32, bf16 = [], []
-        for _ in range(reps):
-            fp32.append(timed(False))
-            bf16.append(timed(True))
-        return min(fp32) / min(bf16)
+        return _alternating_ratio(timed, reps)
 
 
 @functools.cache
@@ -250,15 +245,21 @@ def cpu_bf16_speedup(shape: StepShape, bf16_attention: bool = False, reps: int =
 
         previous = keep_low_precision_on_cpu(bf16_attention)
         try:
-            for _ in range(2):  # warm-up: kernel builds and first-touch memory, not counted
-                timed(False), timed(True)
-            fp32, bf16 = [], []
-            for _ in range(reps):
-                fp32.append(timed(False))
-                bf16.append(timed(True))
+            return _alternating_ratio(timed, reps)
         finally:
             keep_low_precision_on_cpu(previous)
-        return min(fp32) / min(bf16)
+
+
+def _alternating_ratio(timed: Callable[[bool], float], reps: int) -> float:
+    """Best fp32 time over best bf16 time of ``timed(bf16)``, the two alternating after a
+    warm-up (oneDNN builds its kernels on the first pass of each shape; first-touch memory)."""
+    for _ in range(2):
+        timed(False), timed(True)
+    fp32, bf16 = [], []
+    for _ in range(reps):
+        fp32.append(timed(False))
+        bf16.append(timed(True))
+    return min(fp32) / min(bf16)
 
 
 def static_shapes(accelerator: Any) -> bool:
