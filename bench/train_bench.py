@@ -169,12 +169,13 @@ def run_variant(
     from tunesmith.config.load import load_config
     from tunesmith.data.engine import prepare
     from tunesmith.model.adapters import apply_method
-    from tunesmith.model.attention import keep_low_precision_on_cpu, use_varlen_sdpa
+    from tunesmith.model.attention import use_varlen_sdpa
     from tunesmith.model.loader import load_model, load_tokenizer
+    from tunesmith.train.accelerator import use_cpu_attention
     from tunesmith.train.batches import make_batches
     from tunesmith.train.compile import compile_layers
     from tunesmith.train.loop import resolve_loss_impl, resolve_pass_tokens, train_step
-    from tunesmith.train.precision import choose_precision, decide_cpu_attention, model_shape
+    from tunesmith.train.precision import choose_precision, model_shape
     from tunesmith.train.recipes.sft import build_renderer, make_optimizer
 
     tree = bench_config(method, variant, max_length, batch_size, model_dir, ce_impl, data)
@@ -194,9 +195,7 @@ def run_variant(
     attention = "bf16" if acc.mixed_precision == "bf16" else "fp32"
     if not cuda:  # as `tunesmith train` decides it: bf16 attention only where it measures faster
         shape = model_shape(cfg.model.name, cfg.data.max_length, cfg.train.batch_size)
-        keep = decide_cpu_attention(acc.mixed_precision, shape).bf16
-        keep_low_precision_on_cpu(keep)
-        attention = "bf16" if keep else "fp32"
+        attention = "bf16" if use_cpu_attention(acc.mixed_precision, shape).bf16 else "fp32"
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     model, opt = acc.prepare(model, opt)

@@ -136,7 +136,7 @@ def attention_info(gpus: list[dict[str, Any]]) -> dict[str, Any]:
             f"bf16 runs keep attention in bf16 only if it measures {need}x fp32 at their start "
             "(the model's heads, samples up to data.max_length), else fp32"
         )
-    if gpus:
+    else:
         import torch
 
         info["cuda_sdpa_kernels"] = [

@@ -133,7 +133,8 @@ def varlen_sdpa_forward(
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if low_precision_cpu(query) and not _cpu_keeps_low_precision:
+    low = low_precision_cpu(query)
+    if low and not _cpu_keeps_low_precision:
         dtype = torch.promote_types(query.dtype, value.dtype)  # what the call would return
         if attention_mask is not None and attention_mask.is_floating_point():
             attention_mask = attention_mask.float()
@@ -166,7 +167,7 @@ def varlen_sdpa_forward(
     qs, ks, vs = pieces(query), pieces(key), pieces(value)
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     outs: list[torch.Tensor | None] = [None] * len(lens)
-    multiple = LOW_PRECISION_MULTIPLE if low_precision_cpu(query) else 1
+    multiple = LOW_PRECISION_MULTIPLE if low else 1
     for padded, members in buckets(lens):
         padded = -(-padded // multiple) * multiple
         q, k, v = (_stack(t, members, lens, padded) for t in (qs, ks, vs))

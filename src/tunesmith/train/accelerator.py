@@ -7,7 +7,13 @@ from typing import Any
 
 from tunesmith.config.schema import RunConfig
 from tunesmith.errors import ConfigError
-from tunesmith.train.precision import decide_cpu_attention, decide_precision, model_shape
+from tunesmith.train.precision import (
+    AttentionChoice,
+    StepShape,
+    decide_cpu_attention,
+    decide_precision,
+    model_shape,
+)
 
 TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
@@ -29,15 +35,12 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
             raise ConfigError(
                 f"train.report_to: {name} is not installed; pip install {name}, or remove it"
             )
-    from tunesmith.model.attention import keep_low_precision_on_cpu
-
     cpu, shape = not torch.cuda.is_available(), None
     if cpu and cfg.train.precision != "fp32":
         shape = model_shape(cfg.model.name, cfg.data.max_length, cfg.train.batch_size)
     decided = decide_precision(cfg.train.precision, shape)
     mixed_precision = decided.mixed_precision or "no"
-    attention = decide_cpu_attention(mixed_precision, shape) if cpu else None
-    keep_low_precision_on_cpu(attention is not None and attention.bf16)
+    attention = use_cpu_attention(mixed_precision, shape) if cpu else None
     allow_precision(mixed_precision)
     accelerator = Accelerator(
         mixed_precision=mixed_precision,
@@ -54,6 +57,15 @@ def make_accelerator(cfg: RunConfig, run_dir: Path, say: Any = None) -> Any:
         if attention is not None and attention.speedup is not None:
             say(f"attention on this CPU: {attention.why}")
     return accelerator
+
+
+def use_cpu_attention(mixed_precision: str, shape: StepShape | None) -> AttentionChoice:
+    """Decide a CPU run's attention precision (``decide_cpu_attention``) and set it for the run."""
+    from tunesmith.model.attention import keep_low_precision_on_cpu
+
+    attention = decide_cpu_attention(mixed_precision, shape)
+    keep_low_precision_on_cpu(attention.bf16)
+    return attention
 
 
 def allow_precision(mixed_precision: str) -> None:

@@ -199,11 +199,11 @@ def cpu_bf16_speedup(shape: StepShape, bf16_attention: bool = False, reps: int =
     the model's sizes, with a small vocabulary, run as packed training runs it: rows of
     ``max_length`` holding samples of a quarter of it, per-sample attention from the position ids
     (``model/attention.py``; in bf16 under bf16 if ``bf16_attention``, else fp32), forward and
-    backward. Up to
-    ``CHECK_TOKENS`` tokens, fewer for wide layers (``CHECK_FLOPS``), so the check takes about
-    1-5 s. fp32 and bf16 passes alternate after a warm-up (oneDNN builds its kernels on the first
-    pass of each shape), and the best of ``reps`` each is compared. On a 2-core Zen 4 EPYC
-    (avx512_bf16) it read 1.6-2.0x for the identity demo's layer, whose whole step ran 1.6x.
+    backward. Up to ``CHECK_TOKENS`` tokens, fewer for wide layers (``CHECK_FLOPS``), so the
+    check takes about 1-5 s. fp32 and bf16 passes alternate after a warm-up (oneDNN builds its
+    kernels on the first pass of each shape), and the best of ``reps`` each is compared. On a
+    2-core Zen 4 EPYC (avx512_bf16) it read 1.6-2.0x for the identity demo's layer, whose whole
+    step ran 1.6x.
     """
     import torch
     from transformers import LlamaConfig, LlamaModel
