@@ -230,12 +230,16 @@ def make_slice(src: str, n_alpaca: int, n_identity: int, dest: str) -> None:
     (dest_dir / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
 
 
-def busy() -> None:
+def machine_busy_s() -> float:
     """Busy CPU seconds of the whole machine so far (all processes), from /proc/stat."""
     fields = Path("/proc/stat").read_text(encoding="ascii").splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    ticks = user + nice + system + irq + softirq + steal
-    print(json.dumps({"busy_s": ticks / os.sysconf("SC_CLK_TCK")}))
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def busy() -> None:
+    """Print ``machine_busy_s`` as one JSON line."""
+    print(json.dumps({"busy_s": machine_busy_s()}))
 
 
 def usage(time_v: str, busy0: str, busy1: str) -> None:
