@@ -54,7 +54,9 @@ def run_once(work: Path, seed: int, precision: str, extra: list[str]) -> dict:
     cpu0 = os.times()
     busy0 = machine_busy_s()
     overrides = [f"train.seed={seed}", f"train.precision={precision}", f"output.dir={run}"]
-    wall = _tunesmith(["train", "identity", *overrides, *extra], work / f"{run.name}.train.log")
+    wall = _tunesmith(
+        ["train", "identity", "--overwrite", *overrides, *extra], work / f"{run.name}.train.log"
+    )
     cpu1 = os.times()
     others = machine_busy_s() - busy0
     others -= (cpu1.children_user - cpu0.children_user) + (
