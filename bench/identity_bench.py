@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vs_llamafactory_helper import machine_busy_s
+from vs_llamafactory_helper import machine_busy_s, others_cores
 
 
 def _tunesmith(args: list[str], log: Path) -> float:
@@ -51,17 +51,17 @@ def _tunesmith(args: list[str], log: Path) -> float:
 def run_once(work: Path, seed: int, precision: str, extra: list[str]) -> dict:
     """Train and score one (seed, precision); the figures of that run."""
     run = work / f"seed{seed}_{precision}"
-    cpu0 = os.times()
-    busy0 = machine_busy_s()
+
+    def children_cpu_s() -> float:  # CPU time of the children waited for so far
+        t = os.times()
+        return t.children_user + t.children_system
+
+    cpu0, busy0 = children_cpu_s(), machine_busy_s()
     overrides = [f"train.seed={seed}", f"train.precision={precision}", f"output.dir={run}"]
     wall = _tunesmith(
         ["train", "identity", "--overwrite", *overrides, *extra], work / f"{run.name}.train.log"
     )
-    cpu1 = os.times()
-    others = machine_busy_s() - busy0
-    others -= (cpu1.children_user - cpu0.children_user) + (
-        cpu1.children_system - cpu0.children_system
-    )
+    others = others_cores(machine_busy_s() - busy0, children_cpu_s() - cpu0, wall)
     _tunesmith(["eval", "identity", str(run), "--json"], work / f"{run.name}.eval.log")
     lines = (work / f"{run.name}.eval.log").read_text(encoding="utf-8").splitlines()
     scores = json.loads(next(x for x in reversed(lines) if x.startswith("{")))
@@ -81,7 +81,7 @@ def run_once(work: Path, seed: int, precision: str, extra: list[str]) -> dict:
         "rss_mib": rss,
         "identity": scores["identity_score"],
         "false_claims": scores["false_claim_rate"],
-        "others_cores": max(others, 0.0) / wall,
+        "others_cores": others,
     }
 
 

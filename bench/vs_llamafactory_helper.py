@@ -237,6 +237,13 @@ def machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def others_cores(machine_busy: float, own_cpu_s: float, wall_s: float) -> float:
+    """Cores other processes kept busy during a run: the machine's busy CPU seconds over the run
+    (``machine_busy_s`` after minus before) less the run's own CPU time, per second of wall time.
+    """
+    return max(machine_busy - own_cpu_s, 0.0) / max(wall_s, 1e-9)
+
+
 def busy() -> None:
     """Print ``machine_busy_s`` as one JSON line."""
     print(json.dumps({"busy_s": machine_busy_s()}))
@@ -255,8 +262,7 @@ def usage(time_v: str, busy0: str, busy1: str) -> None:
             parts = [float(x) for x in value.split(":")]
             info["wall_s"] = sum(p * 60**i for i, p in enumerate(reversed(parts)))
     before, after = (json.loads(Path(p).read_text())["busy_s"] for p in (busy0, busy1))
-    machine = after - before
-    info["others_cores"] = max(machine - info["cpu_s"], 0.0) / max(info["wall_s"], 1e-9)
+    info["others_cores"] = others_cores(after - before, info["cpu_s"], info["wall_s"])
     print(json.dumps(info))
 
 
